@@ -1,0 +1,60 @@
+"""Flow matching pieces shared by every flow agent: interpolation, loss, guided Euler sampler, rejection sampling.
+
+Conventions (as FQL/CFGRL): x0 ~ N(0, I) is noise, x1 is the data action, t ~ U[0, 1],
+x_t = (1 - t) x0 + t x1, and the target velocity is x1 - x0.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped to [-ACTION_CLIP, ACTION_CLIP] before flow matching
+
+
+def flow_matching_inputs(rng, actions):
+    """Draw (x_t, t, target velocity) for a batch of data actions x1 of shape (B, A)."""
+    noise_rng, t_rng = jax.random.split(rng)
+    x1 = jnp.clip(actions, -ACTION_CLIP, ACTION_CLIP)
+    x0 = jax.random.normal(noise_rng, x1.shape)
+    t = jax.random.uniform(t_rng, x1.shape[:-1])
+    x_t = (1.0 - t[..., None]) * x0 + t[..., None] * x1
+    return x_t, t, x1 - x0
+
+
+def per_sample_flow_error(pred_velocity, target_velocity):
+    """||v - (x1 - x0)||^2 averaged over action dims -> (..., B)."""
+    return jnp.mean(jnp.square(pred_velocity - target_velocity), axis=-1)
+
+
+def guided_velocity(v_pos, v_neg, omega):
+    """DIPOLE / classifier-free guidance combination: v = v- + (1 + omega) (v+ - v-)."""
+    return v_neg + (1.0 + omega) * (v_pos - v_neg)
+
+
+def euler_sample(velocity_fn: Callable, obs, noise, num_steps: int):
+    """Integrate dx/dt = velocity_fn(obs, x, t) from t=0 (noise) to t=1 with `num_steps` Euler steps; clip to [-1, 1]."""
+
+    def body(i, x):
+        t = jnp.full(x.shape[:-1], i / num_steps)
+        return x + velocity_fn(obs, x, t) / num_steps
+
+    x = jax.lax.fori_loop(0, num_steps, body, noise)
+    return jnp.clip(x, -1.0, 1.0)
+
+
+def best_of_candidates(sample_fn: Callable, score_fn: Callable, rng, obs, num_candidates: int, action_dim: int):
+    """Draw `num_candidates` actions per state with sample_fn(obs, noise) and keep the argmax of score_fn(obs, a).
+
+    obs: (B, D). Returns (B, A). With num_candidates == 1 this is plain sampling (no scoring).
+    """
+    batch = obs.shape[0]
+    if num_candidates == 1:
+        return sample_fn(obs, jax.random.normal(rng, (batch, action_dim)))
+    tiled = jnp.repeat(obs, num_candidates, axis=0)  # (B*K, D)
+    actions = sample_fn(tiled, jax.random.normal(rng, (batch * num_candidates, action_dim)))
+    scores = score_fn(tiled, actions).reshape(batch, num_candidates)
+    best = jnp.argmax(scores, axis=1)
+    return actions.reshape(batch, num_candidates, action_dim)[jnp.arange(batch), best]
