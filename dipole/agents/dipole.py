@@ -138,12 +138,17 @@ class DIPOLEAgent(flax.struct.PyTreeNode):
     # ------------------------------------------------------------------ update
     @jax.jit
     def update(self, batch):
-        """One gradient step on critic and both policies; returns (new agent, metrics)."""
+        """One gradient step on critic and both policies; returns (new agent, metrics).
+
+        batch: observations, actions, rewards, masks, next_observations, and optionally `advantages` (B,)
+        to weight the policies by a known advantage instead of the critic's G = min_i Q_i - V.
+        """
         cfg = self.config
         rng, loss_rng = jax.random.split(self.rng)
         qs = self.q_values(self.params["q"], batch["observations"], batch["actions"])
         v = self.nets[2].apply(self.params["v"], batch["observations"])
-        raw_adv = critic.advantage(qs, v)
+        # A batch may carry known advantages (bandits, analytic checks): then the critic's G is not used.
+        raw_adv = batch["advantages"] if "advantages" in batch else critic.advantage(qs, v)
         count = self.step + 1
         d = cfg.adv_norm_decay
         mean_ema = d * self.adv_mean_ema + (1 - d) * raw_adv.mean()

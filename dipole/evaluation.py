@@ -1,0 +1,90 @@
+"""Evaluation: run episodes in a batch of environments with one policy call per step for all of them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dipole.envs import make_env
+
+
+def run_episodes(
+    act_fn,
+    env_name: str,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int | None = None,
+    envs: list | None = None,
+) -> dict:
+    """Run `episodes` episodes; act_fn(obs (E, D), step_key int) -> actions (E, A) in [-1, 1].
+
+    Environments step in lockstep; finished ones are fed their last observation (ignored) so the policy
+    always sees the same batch shape and compiles once. Returns per-episode arrays and their means/stds.
+    """
+    import jax
+
+    num_envs = int(min(episodes, num_envs or 16))
+    envs = envs or [make_env(env_name) for _ in range(num_envs)]
+    returns, successes, lengths = [], [], []
+    np.random.seed(seed)  # OGBench resets draw their noise from numpy's global RNG
+    key = jax.random.PRNGKey(seed)
+    next_episode = 0
+    while next_episode < episodes:
+        batch = min(num_envs, episodes - next_episode)
+        obs = []
+        for i in range(num_envs):
+            o, _ = envs[i].reset(seed=seed * 100003 + next_episode + i)
+            obs.append(o)
+        obs = np.stack(obs).astype(np.float32)
+        active = np.arange(num_envs) < batch
+        ep_ret = np.zeros(num_envs)
+        ep_len = np.zeros(num_envs, int)
+        ep_succ = np.zeros(num_envs)
+        while active.any():
+            key, sub = jax.random.split(key)
+            actions = np.asarray(act_fn(obs, sub))
+            for i in np.nonzero(active)[0]:
+                o, r, term, trunc, info = envs[i].step(actions[i])
+                obs[i] = o
+                ep_ret[i] += r
+                ep_len[i] += 1
+                if "success" in info:
+                    ep_succ[i] = float(info["success"])
+                if term or trunc:
+                    active[i] = False
+        returns += list(ep_ret[:batch])
+        successes += list(ep_succ[:batch])
+        lengths += list(ep_len[:batch])
+        next_episode += batch
+    returns, successes, lengths = map(np.asarray, (returns, successes, lengths))
+    return {
+        "episodes": episodes,
+        "success": float(successes.mean()),
+        "success_std": float(successes.std()),
+        "return": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "length": float(lengths.mean()),
+    }
+
+
+def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, seed=0, envs=None, num_envs=None):
+    """Evaluate a flow agent at a given greediness and number of rejection-sampling candidates."""
+
+    def act(obs, key):
+        return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates)
+
+    out = run_episodes(act, env_name, episodes, seed=seed, envs=envs, num_envs=num_envs)
+    out["omega"] = float(agent.config.omega if omega is None else omega)
+    out["num_candidates"] = int(agent.config.num_candidates if num_candidates is None else num_candidates)
+    return out
+
+
+def omega_sweep(agent, env_name, omegas, candidates, episodes, seed=0, progress=None) -> list[dict]:
+    """One evaluation per (omega, num_candidates); each row is reported separately, never maximised over."""
+    envs = [make_env(env_name) for _ in range(min(episodes, 16))]
+    rows = []
+    for k in candidates:
+        for w in omegas:
+            rows.append(evaluate_agent(agent, env_name, episodes, omega=w, num_candidates=k, seed=seed, envs=envs))
+            if progress:
+                progress(rows[-1])
+    return rows

@@ -1,0 +1,155 @@
+"""The core claim, checked against a closed form.
+
+1-D bandit: behaviour mu = mixture 0.5 N(-0.5, 0.2^2) + 0.5 N(0.5, 0.2^2) restricted to [-1, 1], advantage A(a) = a
+(given, critic bypassed), beta = 2. DIPOLE's guided sampler at greediness omega must sample
+    p_omega(a) ∝ mu(a) sigmoid(beta A(a)) exp(omega beta A(a)),
+computed here on a grid.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from dipole import DIPOLEAgent, DIPOLEConfig
+from dipole.train import train_chunk
+
+BETA = 2.0
+FLOW_STEPS = 20
+# Tolerances fixed from theory before the run. Each learned sampler is compared with the same sampler driven by
+# the *exact* velocity fields of its target (computed by quadrature on a grid): mean advantage within 0.03,
+# total-variation distance over 20 bins below 0.08.
+# omega = 0 (pi+) and pi- alone are plain flow matching, so the exact ODE reproduces the closed form itself.
+# For omega > 0, guidance tilts every intermediate marginal, which is not the same as tilting the data density
+# (the classifier-free-guidance approximation): the exact guided ODE is greedier than mu·sig·exp(omega·beta·A).
+# The learned sampler must match the exact guided ODE tightly, and both must be at least as greedy as the
+# closed-form target (mean advantage >= target - 0.03).
+TIGHT_MEAN = 0.03
+TIGHT_TV = 0.08
+
+def behaviour_samples(rng, n):
+    modes = rng.choice([-0.5, 0.5], size=n)
+    a = modes + 0.2 * rng.normal(size=n)
+    keep = np.abs(a) <= 1.0
+    return a[keep]
+
+
+def target_density(grid, omega):
+    mu = 0.5 * np.exp(-0.5 * ((grid + 0.5) / 0.2) ** 2) + 0.5 * np.exp(-0.5 * ((grid - 0.5) / 0.2) ** 2)
+    p = mu / (1 + np.exp(-BETA * grid)) * np.exp(omega * BETA * grid)
+    return p / p.sum()
+
+
+@pytest.fixture(scope="module")
+def trained_agent():
+    rng = np.random.default_rng(0)
+    a = behaviour_samples(rng, 200_000)[:, None].astype(np.float32)
+    n = len(a)
+    data = {
+        "observations": np.zeros((n, 1), np.float32),
+        "next_observations": np.zeros((n, 1), np.float32),
+        "actions": a,
+        "rewards": np.zeros(n, np.float32),
+        "masks": np.ones(n, np.float32),
+        "advantages": a[:, 0].copy(),  # A(a) = a, known
+    }
+    config = DIPOLEConfig(actor_hidden_dims=(64, 64, 64), value_hidden_dims=(16,), beta=BETA, lr=1e-3,
+                          batch_size=512, flow_steps=FLOW_STEPS)
+    agent = DIPOLEAgent.create(0, data["observations"][:1], data["actions"][:1], config)
+    agent, _ = train_chunk(agent, jax.device_put(data), jax.random.PRNGKey(1), 4000, config.batch_size)
+    return agent
+
+
+def mixture_density(grid):
+    mu = 0.5 * np.exp(-0.5 * ((grid + 0.5) / 0.2) ** 2) + 0.5 * np.exp(-0.5 * ((grid - 0.5) / 0.2) ** 2)
+    return mu / mu.sum()
+
+
+def compare(samples, p, grid):
+    """(sample mean advantage, target mean advantage, total-variation distance over 20 bins)."""
+    edges = np.linspace(-1, 1, 21)
+    hist_s = np.histogram(samples, edges)[0] / len(samples)
+    idx = np.clip(np.digitize(grid, edges) - 1, 0, 19)
+    hist_t = np.bincount(idx, weights=p, minlength=20)
+    return float(samples.mean()), float((p * grid).sum()), 0.5 * float(np.abs(hist_s - hist_t).sum())
+
+
+def draw(agent, omega, n=20_000, seed=7):
+    # omega = -1 gives v = v-: the negative policy alone (the public API only accepts omega >= 0).
+    import jax.numpy as jnp
+
+    return np.asarray(agent._sample(jnp.zeros((n, 1)), jax.random.PRNGKey(seed), jnp.float32(omega), 1))[:, 0]
+
+
+GRID = np.linspace(-1, 1, 4001)
+QUAD = np.linspace(-1, 1, 801)
+
+
+def exact_velocity(p_quad, x, t):
+    """Marginal velocity of the linear path to data density p (on QUAD): (E[x1 | x_t = x] - x) / (1 - t)."""
+    logw = -0.5 * ((x[:, None] - t * QUAD[None, :]) / (1 - t)) ** 2
+    w = np.exp(logw - logw.max(axis=1, keepdims=True)) * p_quad[None, :]
+    e_x1 = (w * QUAD).sum(1) / w.sum(1)
+    return (e_x1 - x) / (1 - t)
+
+
+def exact_guided_samples(omega, n=20_000, seed=11):
+    """The guided Euler ODE of dipole.flow run with exact v+ and v-: what a perfectly trained agent samples."""
+    mu = mixture_density(QUAD)
+    sig = 1 / (1 + np.exp(-BETA * QUAD))
+    p_pos, p_neg = mu * sig, mu * (1 - sig)
+    p_pos, p_neg = p_pos / p_pos.sum(), p_neg / p_neg.sum()
+    x = np.random.default_rng(seed).normal(size=n)
+    for i in range(FLOW_STEPS):
+        t = i / FLOW_STEPS
+        v_pos, v_neg = exact_velocity(p_pos, x, t), exact_velocity(p_neg, x, t)
+        x = x + (v_neg + (1 + omega) * (v_pos - v_neg)) / FLOW_STEPS
+    return np.clip(x, -1, 1)
+
+
+def test_positive_policy_matches_sigmoid_weighted_target(trained_agent):
+    mean, target, tv = compare(draw(trained_agent, 0.0), target_density(GRID, 0.0), GRID)
+    assert abs(mean - target) < TIGHT_MEAN and tv < TIGHT_TV, (mean, target, tv)
+
+
+def test_negative_policy_matches_one_minus_sigmoid_target(trained_agent):
+    p = mixture_density(GRID) * (1 - 1 / (1 + np.exp(-BETA * GRID)))
+    mean, target, tv = compare(draw(trained_agent, -1.0), p / p.sum(), GRID)
+    assert abs(mean - target) < TIGHT_MEAN and tv < TIGHT_TV, (mean, target, tv)
+
+
+def test_exact_ode_reproduces_closed_form_at_omega_zero():
+    """Sanity of the reference itself: exact v+ integrated by Euler gives mu·sigmoid(beta A)."""
+    mean, target, tv = compare(exact_guided_samples(0.0), target_density(GRID, 0.0), GRID)
+    assert abs(mean - target) < TIGHT_MEAN and tv < TIGHT_TV, (mean, target, tv)
+
+
+@pytest.mark.parametrize("omega", [1.0, 2.0])
+def test_guided_samples_match_exact_guided_flow(trained_agent, omega):
+    learned = draw(trained_agent, omega)
+    exact = exact_guided_samples(omega)
+    edges = np.linspace(-1, 1, 21)
+    tv = 0.5 * np.abs(np.histogram(learned, edges)[0] / len(learned) - np.histogram(exact, edges)[0] / len(exact)).sum()
+    assert abs(learned.mean() - exact.mean()) < TIGHT_MEAN, (omega, learned.mean(), exact.mean())
+    # Network error enters the guided velocity (1 + omega) times through v+ and omega times through v-, so the
+    # bound grows as (1 + 2 omega) / 3: exactly TIGHT_TV at omega = 1.
+    assert tv < TIGHT_TV * (1 + 2 * omega) / 3, (omega, tv)
+    target = float((target_density(GRID, omega) * GRID).sum())
+    assert learned.mean() >= target - TIGHT_MEAN and exact.mean() >= target - TIGHT_MEAN, (learned.mean(), target)
+
+
+def test_mean_advantage_increases_with_omega(trained_agent):
+    means = [float(trained_agent.sample_actions(np.zeros((20_000, 1)), jax.random.PRNGKey(3), omega=w,
+                                                num_candidates=1).mean()) for w in (0.0, 1.0, 2.0, 4.0)]
+    assert all(b > a for a, b in zip(means, means[1:])), means
+def test_rejection_sampling_raises_advantage(trained_agent):
+    """K candidates scored by the critic; with a critic fitted to Q(a) = a the argmax must beat K = 1."""
+    # The bandit agent's critic is untrained, so score with the known advantage through a patched Q instead.
+    from dipole import flow
+
+    sample_fn = lambda o, noise: flow.euler_sample(trained_agent.guided_velocity_fn(0.0), o, noise, 20)
+    score_fn = lambda o, a: a[:, 0]
+    obs = np.zeros((5000, 1), np.float32)
+    best = np.asarray(flow.best_of_candidates(sample_fn, score_fn, jax.random.PRNGKey(0), obs, 8, 1))[:, 0]
+    plain = np.asarray(flow.best_of_candidates(sample_fn, score_fn, jax.random.PRNGKey(0), obs, 1, 1))[:, 0]
+    # E[max of 8 draws] exceeds E[one draw] by well over 0.2 for this spread (std of pi+ is ~0.5).
+    assert best.mean() > plain.mean() + 0.2, (best.mean(), plain.mean())
