@@ -34,7 +34,8 @@ def learning_curve(metrics: list[dict], evals: list[dict], path: str, title: str
         axes[2].set_ylim(-0.02, 1.02)
     for ax in axes:
         ax.set_xlabel("updates")
-        ax.legend(loc="best", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

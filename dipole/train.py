@@ -144,7 +144,7 @@ def train(
 
             path = resolve_checkpoint(run_dir)
             header, state = read_checkpoint(path)
-            if header["agent"] != agent_name or header["config"] != config.to_dict():
+            if header["agent"] != agent_name or config_cls.from_dict(header["config"]) != config:
                 raise ValueError(
                     f"--resume: {path} was trained with agent '{header['agent']}' and a different config; "
                     "resume with the same settings or use a new --run-dir."

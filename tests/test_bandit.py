@@ -1,16 +1,16 @@
 """The core claim, checked against a closed form.
 
 1-D bandit: behaviour mu = mixture 0.5 N(-0.5, 0.2^2) + 0.5 N(0.5, 0.2^2) restricted to [-1, 1], advantage A(a) = a
-(given, critic bypassed), beta = 2. DIPOLE's guided sampler at greediness omega must sample
+(given, critic bypassed), beta = 2. The closed-form target at greediness omega is
     p_omega(a) ∝ mu(a) sigmoid(beta A(a)) exp(omega beta A(a)),
-computed here on a grid.
+computed here on a grid, next to the exact guided flow (dipole.analysis).
 """
 
 import jax
 import numpy as np
 import pytest
 
-from dipole import DIPOLEAgent, DIPOLEConfig
+from dipole import DIPOLEAgent, DIPOLEConfig, analysis
 from dipole.train import train_chunk
 
 BETA = 2.0
@@ -26,32 +26,14 @@ FLOW_STEPS = 20
 TIGHT_MEAN = 0.03
 TIGHT_TV = 0.08
 
-def behaviour_samples(rng, n):
-    modes = rng.choice([-0.5, 0.5], size=n)
-    a = modes + 0.2 * rng.normal(size=n)
-    keep = np.abs(a) <= 1.0
-    return a[keep]
-
 
 def target_density(grid, omega):
-    mu = 0.5 * np.exp(-0.5 * ((grid + 0.5) / 0.2) ** 2) + 0.5 * np.exp(-0.5 * ((grid - 0.5) / 0.2) ** 2)
-    p = mu / (1 + np.exp(-BETA * grid)) * np.exp(omega * BETA * grid)
-    return p / p.sum()
+    return analysis.tilted_density(mixture_density(grid), grid, BETA, omega)
 
 
 @pytest.fixture(scope="module")
 def trained_agent():
-    rng = np.random.default_rng(0)
-    a = behaviour_samples(rng, 200_000)[:, None].astype(np.float32)
-    n = len(a)
-    data = {
-        "observations": np.zeros((n, 1), np.float32),
-        "next_observations": np.zeros((n, 1), np.float32),
-        "actions": a,
-        "rewards": np.zeros(n, np.float32),
-        "masks": np.ones(n, np.float32),
-        "advantages": a[:, 0].copy(),  # A(a) = a, known
-    }
+    data = analysis.bandit_transitions(200_000, seed=0)  # A(a) = a, known
     config = DIPOLEConfig(actor_hidden_dims=(64, 64, 64), value_hidden_dims=(16,), beta=BETA, lr=1e-3,
                           batch_size=512, flow_steps=FLOW_STEPS)
     agent = DIPOLEAgent.create(0, data["observations"][:1], data["actions"][:1], config)
@@ -60,8 +42,7 @@ def trained_agent():
 
 
 def mixture_density(grid):
-    mu = 0.5 * np.exp(-0.5 * ((grid + 0.5) / 0.2) ** 2) + 0.5 * np.exp(-0.5 * ((grid - 0.5) / 0.2) ** 2)
-    return mu / mu.sum()
+    return analysis.bandit_density(grid)
 
 
 def compare(samples, p, grid):
@@ -84,26 +65,11 @@ GRID = np.linspace(-1, 1, 4001)
 QUAD = np.linspace(-1, 1, 801)
 
 
-def exact_velocity(p_quad, x, t):
-    """Marginal velocity of the linear path to data density p (on QUAD): (E[x1 | x_t = x] - x) / (1 - t)."""
-    logw = -0.5 * ((x[:, None] - t * QUAD[None, :]) / (1 - t)) ** 2
-    w = np.exp(logw - logw.max(axis=1, keepdims=True)) * p_quad[None, :]
-    e_x1 = (w * QUAD).sum(1) / w.sum(1)
-    return (e_x1 - x) / (1 - t)
-
-
-def exact_guided_samples(omega, n=20_000, seed=11):
-    """The guided Euler ODE of dipole.flow run with exact v+ and v-: what a perfectly trained agent samples."""
+def exact_guided_samples(omega):
+    """dipole.flow's guided Euler ODE driven by the exact v+ and v-: what a perfectly trained agent samples."""
     mu = mixture_density(QUAD)
     sig = 1 / (1 + np.exp(-BETA * QUAD))
-    p_pos, p_neg = mu * sig, mu * (1 - sig)
-    p_pos, p_neg = p_pos / p_pos.sum(), p_neg / p_neg.sum()
-    x = np.random.default_rng(seed).normal(size=n)
-    for i in range(FLOW_STEPS):
-        t = i / FLOW_STEPS
-        v_pos, v_neg = exact_velocity(p_pos, x, t), exact_velocity(p_neg, x, t)
-        x = x + (v_neg + (1 + omega) * (v_pos - v_neg)) / FLOW_STEPS
-    return np.clip(x, -1, 1)
+    return analysis.exact_guided_samples(QUAD, mu * sig, mu * (1 - sig), omega, FLOW_STEPS)
 
 
 def test_positive_policy_matches_sigmoid_weighted_target(trained_agent):

@@ -1,0 +1,30 @@
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+TINY = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=64, flow_steps=4)
+
+
+@pytest.fixture(scope="session")
+def pointmaze_files(tmp_path_factory):
+    """A few episodes of pointmaze-medium-navigate-v0, generated here in OGBench's file layout."""
+    from dipole.data.generate import generate_ogbench
+
+    out = tmp_path_factory.mktemp("ogbench")
+    info = generate_ogbench("pointmaze-medium-navigate-v0", episodes=4, workers=1, seed=0, out_dir=str(out),
+                            progress=False)
+    return info
+
+
+def random_transitions(n=512, obs_dim=3, act_dim=2, seed=0):
+    r = np.random.default_rng(seed)
+    return {
+        "observations": r.normal(size=(n, obs_dim)).astype(np.float32),
+        "actions": r.uniform(-1, 1, size=(n, act_dim)).astype(np.float32),
+        "rewards": r.normal(size=n).astype(np.float32),
+        "masks": (r.uniform(size=n) > 0.05).astype(np.float32),
+        "next_observations": r.normal(size=(n, obs_dim)).astype(np.float32),
+    }
