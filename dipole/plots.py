@@ -29,7 +29,7 @@ def learning_curve(metrics: list[dict], evals: list[dict], path: str, title: str
         ax2 = axes[2].twinx()
         ax2.plot(es, [e["return"] for e in evals], "s--", color="tab:orange", label="return")
         ax2.set_ylabel("return")
-        omega, k = evals[-1].get("omega"), evals[-1].get("num_candidates")
+        omega, k = evals[-1].get("omega"), int(evals[-1].get("num_candidates", 1))
         axes[2].set_title(f"evaluation (omega={omega}, K={k})")
         axes[2].set_ylim(-0.02, 1.02)
     for ax in axes:

@@ -10,6 +10,13 @@ new one whenever it is reached; the action is the unit vector towards the BFS su
 shortest path, or the goal itself in the goal's cell) plus N(0, 0.5^2) noise, clipped to [-1, 1].
 1000 train + 100 validation episodes of 1001 steps.
 
+Protocol for the manipulation `*-play-v0` datasets: env made with terminate_at_goal=False,
+mode='data_collection', max_episode_steps=1001; one scripted PlanOracle per task type (noise 0.1, noise smoothing
+0.5) shipped in the ogbench wheel (cube, button, drawer, window; puzzle: the button oracle with the gripper always
+closed); whenever the oracle reports done, `env.unwrapped.set_new_target(p_stack=...)` picks the next task
+(p_stack 0 for cube-single, U(0, 0.25) per episode for cube-double, 0.5 for scene). Scene and puzzle files also
+hold `button_states` (info['prev_button_states']). 1000 train + 100 validation episodes of 1001 steps.
+
 Every episode is seeded from (seed, split, episode index) alone, so the output is the same for any number of
 workers.
 """
@@ -28,18 +35,32 @@ from dipole.utils import atomic_write_npz
 
 @dataclass(frozen=True)
 class GenSpec:
-    family: str  # 'pointmaze'
+    family: str  # 'pointmaze', 'cube', 'scene' or 'puzzle'
     env_id: str  # gymnasium id of the data-collection env
     episodes: int  # published number of training episodes
     episode_length: int  # steps per episode (max_episode_steps)
     noise: float
+    noise_smoothing: float = 0.0
+    p_stack: tuple = (0.0, 0.0)  # drawn uniformly per episode
+
+
+def _maze(env_id):
+    return GenSpec("pointmaze", env_id, 1000, 1001, 0.5)
+
+
+def _play(family, env_id, p_stack=(0.0, 0.0)):
+    return GenSpec(family, env_id, 1000, 1001, 0.1, 0.5, p_stack)
 
 
 SPECS = {
-    "pointmaze-medium-navigate-v0": GenSpec("pointmaze", "pointmaze-medium-v0", 1000, 1001, 0.5),
-    "pointmaze-large-navigate-v0": GenSpec("pointmaze", "pointmaze-large-v0", 1000, 1001, 0.5),
-    "pointmaze-giant-navigate-v0": GenSpec("pointmaze", "pointmaze-giant-v0", 1000, 1001, 0.5),
-    "pointmaze-teleport-navigate-v0": GenSpec("pointmaze", "pointmaze-teleport-v0", 1000, 1001, 0.5),
+    "pointmaze-medium-navigate-v0": _maze("pointmaze-medium-v0"),
+    "pointmaze-large-navigate-v0": _maze("pointmaze-large-v0"),
+    "pointmaze-giant-navigate-v0": _maze("pointmaze-giant-v0"),
+    "pointmaze-teleport-navigate-v0": _maze("pointmaze-teleport-v0"),
+    "cube-single-play-v0": _play("cube", "cube-single-v0"),
+    "cube-double-play-v0": _play("cube", "cube-double-v0", (0.0, 0.25)),
+    "scene-play-v0": _play("scene", "scene-v0", (0.5, 0.5)),
+    "puzzle-3x3-play-v0": _play("puzzle", "puzzle-3x3-v0"),
 }
 
 
@@ -84,6 +105,53 @@ def _pointmaze_episode(env, spec: GenSpec, rng: np.random.Generator):
     return rows
 
 
+def _make_oracles(env, spec: GenSpec) -> dict:
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+
+    kw = dict(env=env, noise=spec.noise, noise_smoothing=spec.noise_smoothing)
+    if spec.family == "cube":
+        return {"cube": CubePlanOracle(**kw)}
+    if spec.family == "scene":
+        return {"cube": CubePlanOracle(**kw), "button": ButtonPlanOracle(**kw), "drawer": DrawerPlanOracle(**kw),
+                "window": WindowPlanOracle(**kw)}
+    if spec.family == "puzzle":
+        return {"button": ButtonPlanOracle(gripper_always_closed=True, **kw)}
+    raise ValueError(spec.family)
+
+
+def _manipulation_episode(env, spec: GenSpec, rng: np.random.Generator, oracles: dict):
+    p_stack = rng.uniform(*spec.p_stack) if spec.p_stack[1] > spec.p_stack[0] else spec.p_stack[0]
+    ob, info = env.reset()
+    oracle = oracles[info["privileged/target_task"]]
+    oracle.reset(ob, info)
+    keys = ["observations", "actions", "terminals", "qpos", "qvel"]
+    if spec.family in ("scene", "puzzle"):
+        keys.append("button_states")
+    rows = {k: [] for k in keys}
+    for step in range(spec.episode_length):
+        action = np.clip(np.asarray(oracle.select_action(ob, info), dtype=np.float64), -1.0, 1.0)
+        next_ob, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated or step == spec.episode_length - 1
+        if oracle.done:
+            target_ob, target_info = env.unwrapped.set_new_target(p_stack=p_stack)
+            oracle = oracles[target_info["privileged/target_task"]]
+            oracle.reset(target_ob, target_info)
+        rows["observations"].append(ob)
+        rows["actions"].append(action)
+        rows["terminals"].append(float(done))
+        rows["qpos"].append(info["prev_qpos"])
+        rows["qvel"].append(info["prev_qvel"])
+        if "button_states" in rows:
+            rows["button_states"].append(info["prev_button_states"])
+        ob = next_ob
+        if done:
+            break
+    return rows
+
+
 def _run_episodes(args):
     """Worker: generate a list of episodes (split, index) and return their concatenated rows."""
     name, seed, jobs = args
@@ -91,14 +159,22 @@ def _run_episodes(args):
     import ogbench  # noqa: F401  (registers the envs)
 
     spec = SPECS[name]
-    env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
+    if spec.family == "pointmaze":
+        env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
+    else:
+        env = gymnasium.make(spec.env_id, terminate_at_goal=False, mode="data_collection",
+                             max_episode_steps=spec.episode_length)
+        oracles = _make_oracles(env, spec)
     out = []
     for split, episode in jobs:
         ss = _episode_seed(seed, split, episode)
         np.random.seed(ss.generate_state(1)[0])  # OGBench's resets draw from the global numpy RNG
         env.reset(seed=int(ss.generate_state(1)[0]))
         rng = np.random.default_rng(ss)
-        rows = _pointmaze_episode(env, spec, rng)
+        if spec.family == "pointmaze":
+            rows = _pointmaze_episode(env, spec, rng)
+        else:
+            rows = _manipulation_episode(env, spec, rng, oracles)
         out.append((split, episode, {k: np.asarray(v) for k, v in rows.items()}))
     env.close()
     return out
