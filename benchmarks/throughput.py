@@ -90,7 +90,7 @@ def bench_size(name: str, obs_dim: int, action_dim: int, seconds: float) -> dict
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sizes", default="small,paper")
-    p.add_argument("--obs-dim", type=int, default=29, help="29 = cube-single-play observations")
+    p.add_argument("--obs-dim", type=int, default=29, help="observation width (cube-single-play has 28)")
     p.add_argument("--action-dim", type=int, default=5)
     p.add_argument("--seconds", type=float, default=5.0, help="time spent per measurement")
     args = p.parse_args()

@@ -154,11 +154,10 @@ def _manipulation_episode(env, spec: GenSpec, rng: np.random.Generator, oracles:
 
 def _run_episodes(args):
     """Worker: generate a list of episodes (split, index) and return their concatenated rows."""
-    name, seed, jobs = args
+    spec, seed, jobs = args
     import gymnasium
     import ogbench  # noqa: F401  (registers the envs)
 
-    spec = SPECS[name]
     if spec.family == "pointmaze":
         env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
     else:
@@ -199,7 +198,7 @@ def generate_ogbench(
     jobs = [(0, i) for i in range(n_train)] + [(1, i) for i in range(n_val)]
     workers = max(1, min(int(workers), len(jobs)))
     chunk = max(1, min(10, len(jobs) // (workers * 4) or 1))
-    batches = [(name, seed, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
+    batches = [(spec, seed, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
 
     from tqdm import tqdm
 
