@@ -159,6 +159,16 @@ def cmd_eval(args):
     print(f"wrote {out_dir}/omega_sweep.json and omega_sweep.png")
 
 
+def cmd_bench(args):
+    from dipole.bench import markdown_tables, run_bench
+
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    summary = run_bench(args.suite, agents, args.seeds, out_dir=args.out, workers=args.workers)
+    out = args.out or os.path.join("runs", "bench", args.suite)
+    print(markdown_tables(summary))
+    print(f"wrote {out}/results.md, results.json, results.png")
+
+
 def cmd_quickstart(args):
     """Generate a small pointmaze dataset, train DIPOLE (small nets), sweep omega, write plots and a summary."""
     from dipole.configs import build_config
@@ -241,6 +251,13 @@ def build_parser():
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="folder for omega_sweep.json/png (default: the run folder)")
 
+    b = sub.add_parser("bench", help="run every (task, agent, seed) of a suite; resumable; writes tables and plots")
+    b.add_argument("--suite", required=True, help="ogbench-mini, ogbench-cube-single-play, ..., smoke")
+    b.add_argument("--agents", default="dipole", help="comma-separated agent names")
+    b.add_argument("--seeds", type=int, default=2)
+    b.add_argument("--out", help="output folder (default runs/bench/SUITE)")
+    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for data generation")
+
     d = sub.add_parser("data", help="make benchmark datasets locally")
     d.add_argument("source", choices=["ogbench"])
     d.add_argument("name", help="e.g. pointmaze-medium-navigate-v0")
@@ -264,6 +281,8 @@ def main(argv=None):
             cmd_eval(args)
         elif args.command == "data":
             cmd_data(args)
+        elif args.command == "bench":
+            cmd_bench(args)
         elif args.command == "quickstart":
             cmd_quickstart(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

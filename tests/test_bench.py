@@ -1,0 +1,34 @@
+"""The benchmark runner on its smoke suite: every run, resumability, aggregation."""
+
+import json
+import os
+
+import numpy as np
+
+from dipole.bench import SUITES
+from dipole.cli import main
+
+
+def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
+    out = str(tmp_path / "bench")
+    main(["bench", "--suite", "smoke", "--agents", "dipole", "--seeds", "2", "--out", out, "--workers", "1"])
+    text = capsys.readouterr().out
+    task = SUITES["smoke"].tasks[0]
+    results = json.load(open(os.path.join(out, "results.json")))
+    per_seed = [json.load(open(os.path.join(out, "runs", task, "dipole", f"seed{s}", "result.json"))) for s in (0, 1)]
+    scores = [100 * r["headline"]["success"] for r in per_seed]
+    assert results["agents"]["dipole"]["tasks"][task] == [float(np.mean(scores)), float(np.std(scores))]
+    # headline is evaluated at the config's omega, the sweep separately at each omega and K
+    assert all(r["headline"]["omega"] == r["config"]["omega"] for r in per_seed)
+    sweep = results["agents"]["dipole"]["omega_sweep"]
+    assert [(r["omega"], r["num_candidates"]) for r in sweep] == [(0.0, 1), (2.0, 1), (0.0, 2), (2.0, 2)]
+    assert "| **pointmaze-medium-navigate (5-task average)** |" in text
+    assert os.path.exists(os.path.join(out, "results.png")) and os.path.exists(os.path.join(out, "results.md"))
+
+    # a second call finds every run finished and only re-aggregates
+    stamp = os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json"))
+    os.unlink(os.path.join(out, "runs", task, "dipole", "seed1", "result.json"))
+    main(["bench", "--suite", "smoke", "--agents", "dipole", "--seeds", "2", "--out", out, "--workers", "1"])
+    assert os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json")) == stamp
+    again = json.load(open(os.path.join(out, "runs", task, "dipole", "seed1", "result.json")))
+    assert again["headline"] == per_seed[1]["headline"]  # the rerun resumed from its final checkpoint
