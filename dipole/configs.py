@@ -15,9 +15,17 @@ SIZE_PRESETS = {
     "tiny": {"actor_hidden_dims": (32, 32), "value_hidden_dims": (32, 32), "batch_size": 64},
 }
 
-# (glob on the dataset/env name, overrides). Discount 0.995 for long-horizon tasks as in FQL/OGBench.
+# (glob on the dataset/env name, overrides). A plain key applies to every agent whose config has it; 'agent.key'
+# applies to that agent only. Discount 0.995 for long-horizon tasks and FQL's distillation alpha per category, both
+# as in FQL's paper; DIPOLE's headline omega.
 TASK_RULES = [
-    ("*", {"omega": 1.0}),
+    ("*", {"dipole.omega": 1.0}),
+    ("cube-*", {"fql.alpha": 300.0}),
+    ("scene-*", {"fql.alpha": 300.0}),
+    ("puzzle-*", {"fql.alpha": 1000.0}),
+    ("antmaze-*", {"fql.alpha": 10.0}),
+    ("antsoccer-*", {"fql.alpha": 10.0}),
+    ("humanoidmaze-*", {"fql.alpha": 30.0}),
     ("humanoidmaze-*", {"discount": 0.995}),
     ("*-giant-*", {"discount": 0.995}),
     ("antmaze-large-*", {"discount": 0.99}),
@@ -41,6 +49,11 @@ def build_config(agent: str, env_name: str, preset: str = "paper", overrides: di
     _, config_cls = get_agent(agent)
     config = config_cls()
     fields = set(config.to_dict())
-    merged = {**SIZE_PRESETS[preset], **{k: v for k, v in task_overrides(env_name).items() if k in fields}}
+    rules = {}
+    for key, value in task_overrides(env_name).items():
+        owner, _, name = key.rpartition(".")
+        if owner in ("", agent):
+            rules[name] = value
+    merged = {**SIZE_PRESETS[preset], **{k: v for k, v in rules.items() if k in fields}}
     config = config.replace(**merged)
     return config.replace(**(overrides or {}))

@@ -30,3 +30,19 @@ def polyak(target_params, online_params, tau: float):
 def advantage(qs, v):
     """G(s, a) = min_i Q_i(s, a) - V(s), with no gradient into the critic."""
     return jax.lax.stop_gradient(jnp.min(qs, axis=0) - v)
+
+
+def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float, expectile: float):
+    """The whole IQL critic objective on a batch: expectile V on min target Q, plus TD Q to r + gamma mask V(s').
+
+    q_apply(q_params, obs, actions) -> (num_qs, B); v_apply(v_params, obs) -> (B,). params holds 'q' and 'v'.
+    Returns (loss, metrics).
+    """
+    obs, actions = batch["observations"], batch["actions"]
+    target_qs = q_apply(target_q_params, obs, actions)
+    v = v_apply(params["v"], obs)
+    v_loss = value_loss(v, jnp.min(target_qs, axis=0), expectile)
+    next_v = v_apply(params["v"], batch["next_observations"])
+    qs = q_apply(params["q"], obs, actions)
+    td_loss = q_loss(qs, batch["rewards"], batch["masks"], next_v, discount)
+    return v_loss + td_loss, {"v_loss": v_loss, "q_loss": td_loss, "v_mean": v.mean(), "q_mean": qs.mean()}

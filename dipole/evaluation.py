@@ -73,8 +73,9 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
         return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates)
 
     out = run_episodes(act, env_name, episodes, seed=seed, envs=envs, num_envs=num_envs)
-    out["omega"] = float(agent.config.omega if omega is None else omega)
-    out["num_candidates"] = int(agent.config.num_candidates if num_candidates is None else num_candidates)
+    default_omega = getattr(agent.config, "omega", None)
+    out["omega"] = (None if default_omega is None else float(default_omega)) if omega is None else float(omega)
+    out["num_candidates"] = int(getattr(agent.config, "num_candidates", 1) if num_candidates is None else num_candidates)
     return out
 
 

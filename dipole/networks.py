@@ -77,12 +77,29 @@ class VelocityField(nn.Module):
         return MLP(self.hidden_dims, self.action_dim, self.layer_norm)(h)
 
 
+class LabelledVelocityField(nn.Module):
+    """One velocity network conditioned on a discrete label through a learned embedding: v(s, x, t, label)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    num_labels: int
+    embed_dim: int = 16
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs, x, t, labels):
+        emb = nn.Embed(self.num_labels, self.embed_dim, name="label_embedding")(labels)
+        emb = jnp.broadcast_to(emb, x.shape[:-1] + (self.embed_dim,))
+        field = VelocityField(self.hidden_dims, self.action_dim, self.layer_norm)
+        return field(jnp.concatenate([obs, emb], axis=-1), x, t)
+
+
 class PolarVelocityFields(nn.Module):
     """The positive and the negative velocity fields of DIPOLE, evaluated together -> (2, B, A).
 
     Index 0 is v+ (high-advantage policy), index 1 is v- (low-advantage policy).
     `shared=False`: two separate MLPs, stacked with vmap so one call evaluates both.
-    `shared=True`: one MLP conditioned on a learned polarity embedding; the batch is doubled.
+    `shared=True`: one MLP conditioned on a learned polarity embedding, evaluated on both labels at once.
     """
 
     hidden_dims: Sequence[int]
@@ -103,14 +120,11 @@ class PolarVelocityFields(nn.Module):
                 axis_size=2,
             )
             return pair(self.hidden_dims, self.action_dim, self.layer_norm)(obs, x, t)
-        polarity = nn.Embed(2, self.embed_dim, name="polarity")(jnp.arange(2))  # (2, E)
-        lead = x.shape[:-1]
-        emb = jnp.broadcast_to(polarity.reshape((2,) + (1,) * len(lead) + (self.embed_dim,)), (2,) + lead + (self.embed_dim,))
-        obs2 = jnp.broadcast_to(obs, (2,) + obs.shape)
-        x2 = jnp.broadcast_to(x, (2,) + x.shape)
-        t2 = jnp.broadcast_to(t, (2,) + jnp.shape(t))
-        field = VelocityField(self.hidden_dims, self.action_dim, self.layer_norm)
-        return field(jnp.concatenate([obs2, emb], axis=-1), x2, t2)
+        field = LabelledVelocityField(self.hidden_dims, self.action_dim, 2, self.embed_dim, self.layer_norm,
+                                      name="polarity_field")
+        labels = jnp.arange(2).reshape((2,) + (1,) * (x.ndim - 1))
+        stack = lambda a: jnp.broadcast_to(a, (2,) + jnp.shape(a))
+        return field(stack(obs), stack(x), stack(t), labels)
 
 
 class GaussianActor(nn.Module):

@@ -83,3 +83,53 @@ def make_optimizer(lr: float):
 
 def config_json(config: AgentConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
+
+
+class ActingMixin:
+    """`sample_actions` for every agent: defaults from the config, argument checks, (D,) or (B, D) observations.
+
+    Agents implement `_sample(obs (B, D), rng, omega, num_candidates)`; `ranks_candidates` says whether they have a
+    critic to rank K > 1 candidates by.
+    """
+
+    ranks_candidates = False
+
+    def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None):
+        import jax.numpy as jnp
+
+        cfg = self.config
+        if omega is not None and not hasattr(cfg, "omega"):
+            raise ValueError(f"agent '{cfg.agent}' has no greediness knob; omega applies to dipole and cfgrl")
+        omega = getattr(cfg, "omega", 0.0) if omega is None else float(omega)
+        k = getattr(cfg, "num_candidates", 1) if num_candidates is None else int(num_candidates)
+        if omega < 0:
+            raise ValueError(f"omega must be >= 0 (0 samples pi+, larger is greedier), got {omega}")
+        if k < 1:
+            raise ValueError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
+        if k > 1 and not self.ranks_candidates:
+            raise ValueError(f"agent '{cfg.agent}' has no critic to rank candidates; use num_candidates=1")
+        obs = jnp.asarray(obs, jnp.float32)
+        single = obs.ndim == 1
+        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k)
+        return actions[0] if single else actions
+
+
+def iql_critic_init(config, ex_obs, ex_actions, q_key, v_key):
+    """Q ensemble and V networks with their parameters, as every IQL-critic agent builds them."""
+    from dipole.networks import QEnsemble, ValueNet
+
+    q = QEnsemble(config.value_hidden_dims, num_qs=config.num_qs)
+    v = ValueNet(config.value_hidden_dims)
+    return q, v, q.init(q_key, ex_obs, ex_actions), v.init(v_key, ex_obs)
+
+
+def as_batch2d(x):
+    import jax.numpy as jnp
+
+    return jnp.atleast_2d(jnp.asarray(x, jnp.float32))
+
+
+def apply_updates(params, updates):
+    import jax
+
+    return jax.tree_util.tree_map(lambda p, u: p + u, params, updates)

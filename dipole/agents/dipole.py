@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from dipole import critic, flow
-from dipole.agents.base import AgentConfig, make_optimizer
-from dipole.networks import PolarVelocityFields, QEnsemble, ValueNet
+from dipole.agents.base import ActingMixin, AgentConfig, apply_updates, as_batch2d, iql_critic_init, make_optimizer
+from dipole.networks import PolarVelocityFields
 
 ADV_NORMS = ("none", "running_std")
 
@@ -40,7 +40,9 @@ class DIPOLEConfig(AgentConfig):
     num_candidates: int = 32  # rejection sampling over K guided candidates by min Q; 1 turns it off
 
 
-class DIPOLEAgent(flax.struct.PyTreeNode):
+class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
+    ranks_candidates = True
+
     params: Any  # {'actor': ..., 'q': ..., 'v': ...}
     target_q: Any
     opt_state: Any
@@ -59,18 +61,16 @@ class DIPOLEAgent(flax.struct.PyTreeNode):
         config = config or DIPOLEConfig()
         if config.adv_norm not in ADV_NORMS:
             raise ValueError(f"config.adv_norm must be one of {ADV_NORMS}, got {config.adv_norm!r}")
-        ex_obs = jnp.atleast_2d(jnp.asarray(ex_obs, jnp.float32))
-        ex_actions = jnp.atleast_2d(jnp.asarray(ex_actions, jnp.float32))
+        ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         action_dim = int(ex_actions.shape[-1])
         actor = PolarVelocityFields(config.actor_hidden_dims, action_dim, shared=config.shared_actor)
-        q = QEnsemble(config.value_hidden_dims, num_qs=config.num_qs)
-        v = ValueNet(config.value_hidden_dims)
         rng = jax.random.PRNGKey(seed)
         rng, a_key, q_key, v_key = jax.random.split(rng, 4)
+        q, v, q_params, v_params = iql_critic_init(config, ex_obs, ex_actions, q_key, v_key)
         params = {
             "actor": actor.init(a_key, ex_obs, ex_actions, jnp.zeros(ex_actions.shape[:-1])),
-            "q": q.init(q_key, ex_obs, ex_actions),
-            "v": v.init(v_key, ex_obs),
+            "q": q_params,
+            "v": v_params,
         }
         tx = make_optimizer(config.lr)
         return cls(
@@ -110,14 +110,8 @@ class DIPOLEAgent(flax.struct.PyTreeNode):
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, params, batch):
-        cfg = self.config
-        target_qs = self.q_values(self.target_q, batch["observations"], batch["actions"])
-        v = self.nets[2].apply(params["v"], batch["observations"])
-        v_loss = critic.value_loss(v, jnp.min(target_qs, axis=0), cfg.expectile)
-        next_v = self.nets[2].apply(params["v"], batch["next_observations"])
-        qs = self.q_values(params["q"], batch["observations"], batch["actions"])
-        q_loss = critic.q_loss(qs, batch["rewards"], batch["masks"], next_v, cfg.discount)
-        return v_loss + q_loss, {"v_loss": v_loss, "q_loss": q_loss, "v_mean": v.mean(), "q_mean": qs.mean()}
+        return critic.iql_losses(self.nets[1].apply, self.nets[2].apply, params, self.target_q, batch,
+                                 self.config.discount, self.config.expectile)
 
     def actor_loss(self, params, batch, rng, adv):
         x_t, t, target = flow.flow_matching_inputs(rng, batch["actions"])
@@ -157,7 +151,7 @@ class DIPOLEAgent(flax.struct.PyTreeNode):
 
         grads, info = jax.grad(self.total_loss, has_aux=True)(self.params, batch, loss_rng, adv)
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = jax.tree_util.tree_map(lambda p, u: p + u, self.params, updates)
+        params = apply_updates(self.params, updates)
         target_q = critic.polyak(self.target_q, params["q"], cfg.tau)
         info.update(adv_mean=raw_adv.mean(), adv_std=raw_adv.std(), adv_used_std=adv.std())
         new = self.replace(
@@ -179,19 +173,6 @@ class DIPOLEAgent(flax.struct.PyTreeNode):
         sample_fn = lambda o, noise: flow.euler_sample(self.guided_velocity_fn(omega), o, noise, self.config.flow_steps)
         score_fn = lambda o, a: jnp.min(self.q_values(self.params["q"], o, a), axis=0)
         return flow.best_of_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim)
-
-    def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None):
-        """Actions for obs of shape (D,) or (B, D); omega and num_candidates default to the config's values."""
-        omega = self.config.omega if omega is None else omega
-        k = self.config.num_candidates if num_candidates is None else int(num_candidates)
-        if omega < 0:
-            raise ValueError(f"omega must be >= 0 (0 samples pi+, larger is greedier), got {omega}")
-        if k < 1:
-            raise ValueError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
-        obs = jnp.asarray(obs, jnp.float32)
-        single = obs.ndim == 1
-        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k)
-        return actions[0] if single else actions
 
 
 def get_config() -> DIPOLEConfig:
