@@ -1,10 +1,11 @@
-"""Throughput of DIPOLE on this machine, printed as JSON.
+"""Throughput of every agent on this machine, printed as JSON.
 
-Measures updates/s (batch 256) and action latency (batch 1 and 1024, with K=1 and K=32 rejection sampling) at
-small (3x128) and paper (4x512) network sizes, the GFLOP/s an update reaches (FLOPs counted by XLA's cost
-analysis), and next to it the peak of a plain 1024^3 float32 matmul measured in the same run.
+Measures updates/s (batch 256) and action latency (batch 1 and 1024; K=1, and K=32 rejection sampling for the
+agents with a critic to rank by) at small (3x128) and paper (4x512) network sizes, the GFLOP/s an update reaches
+(FLOPs counted by XLA's cost analysis), and next to it the peak of a plain 1024^3 float32 matmul measured in the
+same run.
 
-    python benchmarks/throughput.py [--sizes small,paper] [--obs-dim 29] [--action-dim 5] [--seconds 5]
+    python benchmarks/throughput.py [--agents dipole,bc,iql,ifql,fql,cfgrl] [--sizes small,paper] [--seconds 5]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole import DIPOLEAgent, DIPOLEConfig
+from dipole.agents import AGENTS
 from dipole.configs import SIZE_PRESETS
 
 
@@ -47,9 +48,10 @@ def flops_of(jitted, *args) -> float | None:
         return None
 
 
-def bench_size(name: str, obs_dim: int, action_dim: int, seconds: float) -> dict:
-    config = DIPOLEConfig().replace(**SIZE_PRESETS[name])
-    agent = DIPOLEAgent.create(0, np.zeros(obs_dim), np.zeros(action_dim), config)
+def bench_size(agent_name: str, name: str, obs_dim: int, action_dim: int, seconds: float) -> dict:
+    agent_cls, config_cls = AGENTS[agent_name]
+    config = config_cls().replace(**SIZE_PRESETS[name])
+    agent = agent_cls.create(0, np.zeros(obs_dim), np.zeros(action_dim), config)
     r = np.random.default_rng(0)
     b = config.batch_size
     batch = {
@@ -68,6 +70,7 @@ def bench_size(name: str, obs_dim: int, action_dim: int, seconds: float) -> dict
     upd_dt = timed(step, seconds)
     update_flops = flops_of(type(agent).update, agent, batch)
     out = {
+        "agent": agent_name,
         "size": name,
         "actor_hidden_dims": list(config.actor_hidden_dims),
         "value_hidden_dims": list(config.value_hidden_dims),
@@ -79,16 +82,16 @@ def bench_size(name: str, obs_dim: int, action_dim: int, seconds: float) -> dict
     }
     for batch_obs in (1, 1024):
         obs = jnp.asarray(r.normal(size=(batch_obs, obs_dim)), jnp.float32)
-        for k in (1, 32):
+        for k in (1, 32) if agent.ranks_candidates else (1,):
             key = jax.random.PRNGKey(0)
-            dt = timed(lambda: agent.sample_actions(obs, key, omega=1.0, num_candidates=k).block_until_ready(),
-                       seconds / 4)
+            dt = timed(lambda: agent.sample_actions(obs, key, num_candidates=k).block_until_ready(), seconds / 4)
             out["latency_ms"][f"batch{batch_obs}_K{k}"] = dt * 1e3
     return out
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--agents", default=",".join(AGENTS))
     p.add_argument("--sizes", default="small,paper")
     p.add_argument("--obs-dim", type=int, default=29, help="observation width (cube-single-play has 28)")
     p.add_argument("--action-dim", type=int, default=5)
@@ -102,7 +105,8 @@ def main():
         "obs_dim": args.obs_dim,
         "action_dim": args.action_dim,
         "matmul_1024_gflop_per_s": matmul_peak(args.seconds / 2),
-        "agents": [bench_size(s, args.obs_dim, args.action_dim, args.seconds) for s in args.sizes.split(",")],
+        "agents": [bench_size(a, s, args.obs_dim, args.action_dim, args.seconds)
+                   for s in args.sizes.split(",") for a in args.agents.split(",")],
     }
     print(json.dumps(result, indent=2))
 

@@ -11,7 +11,7 @@ from dipole.cli import main
 
 def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     out = str(tmp_path / "bench")
-    main(["bench", "--suite", "smoke", "--agents", "dipole", "--seeds", "2", "--out", out, "--workers", "1"])
+    main(["bench", "--suite", "smoke", "--agents", "dipole,bc", "--seeds", "2", "--out", out, "--workers", "1"])
     text = capsys.readouterr().out
     task = SUITES["smoke"].tasks[0]
     results = json.load(open(os.path.join(out, "results.json")))
@@ -22,13 +22,17 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     assert all(r["headline"]["omega"] == r["config"]["omega"] for r in per_seed)
     sweep = results["agents"]["dipole"]["omega_sweep"]
     assert [(r["omega"], r["num_candidates"]) for r in sweep] == [(0.0, 1), (2.0, 1), (0.0, 2), (2.0, 2)]
-    assert "| **pointmaze-medium-navigate (5-task average)** |" in text
+    assert "| **pointmaze-medium-navigate (5-task average)** |" in text and "| task | dipole | bc |" in text
+    # agents without a greediness knob get a headline only, no sweep
+    bc = json.load(open(os.path.join(out, "runs", task, "bc", "seed0", "result.json")))
+    assert bc["omega_sweep"] is None and bc["headline"]["omega"] is None
+    assert results["agents"]["bc"]["omega_sweep"] == []
     assert os.path.exists(os.path.join(out, "results.png")) and os.path.exists(os.path.join(out, "results.md"))
 
     # a second call finds every run finished and only re-aggregates
     stamp = os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json"))
     os.unlink(os.path.join(out, "runs", task, "dipole", "seed1", "result.json"))
-    main(["bench", "--suite", "smoke", "--agents", "dipole", "--seeds", "2", "--out", out, "--workers", "1"])
+    main(["bench", "--suite", "smoke", "--agents", "dipole,bc", "--seeds", "2", "--out", out, "--workers", "1"])
     assert os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json")) == stamp
     again = json.load(open(os.path.join(out, "runs", task, "dipole", "seed1", "result.json")))
     assert again["headline"] == per_seed[1]["headline"]  # the rerun resumed from its final checkpoint
