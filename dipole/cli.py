@@ -53,10 +53,9 @@ def format_sweep_table(rows: list[dict], headline_omega=None, headline_k=None) -
     lines = ["| omega | K | success rate | return | episode length |", "|---:|---:|---:|---:|---:|"]
     for r in rows:
         mark = " (headline)" if (r["omega"] == headline_omega and r["num_candidates"] == headline_k) else ""
-        lines.append(
-            f"| {r['omega']:g}{mark} | {r['num_candidates']} | {100 * r['success']:.1f}% ± {100 * r['success_std']:.1f} "
-            f"| {r['return']:.1f} ± {r['return_std']:.1f} | {r['length']:.0f} |"
-        )
+        succ = "-" if r["success"] is None else f"{100 * r['success']:.1f}% ± {100 * r['success_std']:.1f}"
+        lines.append(f"| {r['omega']:g}{mark} | {r['num_candidates']} | {succ} | {r['return']:.1f} ± "
+                     f"{r['return_std']:.1f} | {r['length']:.0f} |")
     return "\n".join(lines)
 
 
@@ -71,8 +70,9 @@ def run_sweep(agent, env_name, out_dir, omegas, candidates, episodes, seed, titl
     def progress(row):
         done = progress.n = getattr(progress, "n", 0) + 1
         eta = (time.time() - start) / done * (total - done)
+        succ = "n/a" if row["success"] is None else f"{row['success']:.3f}"
         print(f"  eval {done}/{total}: omega={row['omega']:g} K={row['num_candidates']} "
-              f"success={row['success']:.3f} return={row['return']:.1f}  (ETA {eta:.0f}s)", flush=True)
+              f"success={succ} return={row['return']:.1f}  (ETA {eta:.0f}s)", flush=True)
 
     rows = omega_sweep(agent, env_name, omegas, candidates, episodes, seed=seed, progress=progress)
     atomic_write_json(os.path.join(out_dir, "omega_sweep.json"), rows)
@@ -83,19 +83,31 @@ def run_sweep(agent, env_name, out_dir, omegas, candidates, episodes, seed, titl
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_data(args):
-    from dipole.data.generate import generate_ogbench
+    if args.source == "dmc":
+        from dipole.data.dmc import generate_dmc
 
-    if args.source != "ogbench":
-        raise SystemExit(f"error: unknown data source {args.source!r}")
-    info = generate_ogbench(args.name, episodes=args.episodes, workers=args.workers, seed=args.seed, out_dir=args.out)
+        info = generate_dmc(args.name, steps=args.steps, explorers=args.explorers, workers=args.workers,
+                            seed=args.seed, out_dir=args.out or "~/.dipole/dmc")
+    else:
+        from dipole.data.generate import generate_ogbench
+
+        info = generate_ogbench(args.name, episodes=args.episodes, workers=args.workers, seed=args.seed,
+                                out_dir=args.out or "~/.ogbench/data")
     print(json.dumps(info, indent=2))
 
 
 def _load_training_data(args):
-    from dipole.data.ogbench_data import load_ogbench
+    if args.env.startswith("dmc-"):
+        from dipole.data.dmc import load_dmc
 
-    env, train_ds, _ = load_ogbench(args.env, dataset_path=args.dataset, allow_download=args.download,
-                                    clip_actions=args.clip_actions)
+        if not args.dataset:
+            raise ValueError("--env dmc-* needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc DOMAIN`)")
+        env, train_ds = load_dmc(args.env, args.dataset, clip_actions=args.clip_actions)
+    else:
+        from dipole.data.ogbench_data import load_ogbench
+
+        env, train_ds, _ = load_ogbench(args.env, dataset_path=args.dataset, allow_download=args.download,
+                                        clip_actions=args.clip_actions)
     env.close()
     if train_ds.num_clipped_actions:
         print(f"note: clipped {train_ds.num_clipped_actions} out-of-range action rows to [-1, 1] (--clip-actions)")
@@ -259,12 +271,14 @@ def build_parser():
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for data generation")
 
     d = sub.add_parser("data", help="make benchmark datasets locally")
-    d.add_argument("source", choices=["ogbench"])
-    d.add_argument("name", help="e.g. pointmaze-medium-navigate-v0")
-    d.add_argument("--episodes", type=int, help="training episodes (default: the published count)")
+    d.add_argument("source", choices=["ogbench", "dmc"])
+    d.add_argument("name", help="ogbench: a dataset such as cube-double-play-v0; dmc: walker, cheetah or quadruped")
+    d.add_argument("--episodes", type=int, help="ogbench: training episodes (default: the published count)")
+    d.add_argument("--steps", type=int, default=1_000_000, help="dmc: transitions to collect")
+    d.add_argument("--explorers", type=int, default=8, help="dmc: independent explorers (fixes the output)")
     d.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default="~/.ogbench/data")
+    d.add_argument("--out", help="default ~/.ogbench/data (ogbench) or ~/.dipole/dmc (dmc)")
     return p
 
 

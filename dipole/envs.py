@@ -12,6 +12,15 @@ def register(prefix: str, factory: Callable) -> None:
     _FACTORIES[prefix] = factory
 
 
+def _dmc(name: str):
+    from dipole.data.dmc import make_dmc_env
+
+    return make_dmc_env(name)
+
+
+register("dmc-", _dmc)
+
+
 def make_env(name: str):
     for prefix, factory in _FACTORIES.items():
         if name.startswith(prefix):

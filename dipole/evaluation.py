@@ -25,6 +25,7 @@ def run_episodes(
     num_envs = int(min(episodes, num_envs or 16))
     envs = envs or [make_env(env_name) for _ in range(num_envs)]
     returns, successes, lengths = [], [], []
+    has_success = False
     np.random.seed(seed)  # OGBench resets draw their noise from numpy's global RNG
     key = jax.random.PRNGKey(seed)
     next_episode = 0
@@ -48,6 +49,7 @@ def run_episodes(
                 ep_ret[i] += r
                 ep_len[i] += 1
                 if "success" in info:
+                    has_success = True
                     ep_succ[i] = float(info["success"])
                 if term or trunc:
                     active[i] = False
@@ -58,8 +60,9 @@ def run_episodes(
     returns, successes, lengths = map(np.asarray, (returns, successes, lengths))
     return {
         "episodes": episodes,
-        "success": float(successes.mean()),
-        "success_std": float(successes.std()),
+        # tasks without a success signal (DMC) report None rather than a 0% that means nothing
+        "success": float(successes.mean()) if has_success else None,
+        "success_std": float(successes.std()) if has_success else None,
         "return": float(returns.mean()),
         "return_std": float(returns.std()),
         "length": float(lengths.mean()),

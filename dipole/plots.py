@@ -25,7 +25,8 @@ def learning_curve(metrics: list[dict], evals: list[dict], path: str, title: str
     axes[1].set_title("policy losses")
     if evals:
         es = [e["step"] for e in evals]
-        axes[2].plot(es, [e["success"] for e in evals], "o-", label="success rate")
+        if all(isinstance(e.get("success"), float) for e in evals):
+            axes[2].plot(es, [e["success"] for e in evals], "o-", label="success rate")
         ax2 = axes[2].twinx()
         ax2.plot(es, [e["return"] for e in evals], "s--", color="tab:orange", label="return")
         ax2.set_ylabel("return")
@@ -51,8 +52,9 @@ def omega_sweep_plot(rows: list[dict], path: str, title: str = "", headline_omeg
         sel = sorted((r for r in rows if r["num_candidates"] == k), key=lambda r: r["omega"])
         om = [r["omega"] for r in sel]
         label = "K=1 (no rejection sampling)" if k == 1 else f"K={k} (rejection sampling)"
-        axes[0].errorbar(om, [r["success"] for r in sel], yerr=[_sem(r, "success") for r in sel], marker="o",
-                         capsize=3, label=label)
+        if all(r["success"] is not None for r in sel):
+            axes[0].errorbar(om, [r["success"] for r in sel], yerr=[_sem(r, "success") for r in sel], marker="o",
+                             capsize=3, label=label)
         axes[1].errorbar(om, [r["return"] for r in sel], yerr=[_sem(r, "return") for r in sel], marker="o",
                          capsize=3, label=label)
     for ax, name in zip(axes, ("success rate", "return")):
@@ -60,7 +62,8 @@ def omega_sweep_plot(rows: list[dict], path: str, title: str = "", headline_omeg
             ax.axvline(headline_omega, color="gray", ls=":", label=f"headline omega={headline_omega}")
         ax.set_xlabel("greediness omega")
         ax.set_ylabel(name)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     axes[0].set_ylim(-0.02, 1.02)
     fig.suptitle(title or "omega sweep (each point is its own evaluation)")
     fig.tight_layout()
@@ -72,4 +75,4 @@ def omega_sweep_plot(rows: list[dict], path: str, title: str = "", headline_omeg
 
 def _sem(row, key):
     n = max(1, row.get("episodes", 1))
-    return row.get(f"{key}_std", 0.0) / n**0.5
+    return (row.get(f"{key}_std") or 0.0) / n**0.5

@@ -198,9 +198,11 @@ def train(
             res = evaluate_agent(agent, env_name, settings.eval_episodes, seed=settings.seed, envs=eval_envs)
             eval_log.write({"step": step, **res})
             if tb:
-                tb.add_scalar("eval/success", res["success"], step)
+                if res["success"] is not None:
+                    tb.add_scalar("eval/success", res["success"], step)
                 tb.add_scalar("eval/return", res["return"], step)
-            bar.write(f"step {step}: success {res['success']:.3f} return {res['return']:.2f} "
+            succ = "n/a" if res["success"] is None else f"{res['success']:.3f}"
+            bar.write(f"step {step}: success {succ} return {res['return']:.2f} "
                       f"(omega {res['omega']}, K {res['num_candidates']})")
         if step % settings.save_every == 0 or step == settings.steps:
             path = os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
