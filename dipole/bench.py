@@ -79,15 +79,13 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         generate_ogbench(suite.dataset, episodes=suite.episodes, workers=workers, seed=0, out_dir=data_dir)
 
     runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in range(seeds)]
+    todo = [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
     start = time.time()
-    for i, (task, agent_name, seed) in enumerate(runs):
-        run_dir = os.path.join(out_dir, "runs", task, agent_name, f"seed{seed}")
+    for i, (task, agent_name, seed) in enumerate(todo):
+        run_dir = _run_dir(out_dir, task, agent_name, seed)
         result_path = os.path.join(run_dir, "result.json")
-        if os.path.exists(result_path):
-            continue
-        done = i
-        eta = "" if not done else f", ETA {(time.time() - start) / max(1, done) * (len(runs) - i) / 60:.0f} min"
-        log(f"[{i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
+        eta = "" if not i else f", ETA {(time.time() - start) / i * (len(todo) - i) / 60:.0f} min"
+        log(f"[{len(runs) - len(todo) + i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
         _, dataset, _ = load_ogbench(task, dataset_path=train_file)
         config = build_config(agent_name, task, suite.preset)
         fields = config.to_dict()
@@ -106,6 +104,10 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
     return aggregate(suite, agents, seeds, out_dir)
 
 
+def _run_dir(out_dir, task, agent, seed, *rest):
+    return os.path.join(out_dir, "runs", task, agent, f"seed{seed}", *rest)
+
+
 def _mean_std(xs):
     xs = np.asarray(xs, float)
     return float(xs.mean()), float(xs.std())
@@ -120,7 +122,7 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
         for task in suite.tasks:
             scores = []
             for seed in range(seeds):
-                path = os.path.join(out_dir, "runs", task, agent, f"seed{seed}", "result.json")
+                path = _run_dir(out_dir, task, agent, seed, "result.json")
                 r = json.load(open(path))
                 scores.append(100 * r["headline"]["success"])
                 for row in r["omega_sweep"] or []:
