@@ -131,14 +131,15 @@ def cmd_train(args, overrides):
     _finish_run(run_dir, args.env, agent)
 
 
-def _finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None):
+def _finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True):
     from dipole.plots import learning_curve
     from dipole.train import read_csv
     from dipole.utils import atomic_write_json
 
     metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
     evals = read_csv(os.path.join(run_dir, "eval.csv"))
-    learning_curve(metrics, evals, os.path.join(run_dir, "learning_curve.png"), title=f"{env_name}")
+    if plot:
+        learning_curve(metrics, evals, os.path.join(run_dir, "learning_curve.png"), title=f"{env_name}")
     summary = {
         "env": env_name,
         "agent": agent.config.agent,
@@ -154,7 +155,7 @@ def _finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None):
                 and r["num_candidates"] == agent.config.num_candidates]
         summary["headline"] = head[0] if head else None
     atomic_write_json(os.path.join(run_dir, "summary.json"), summary)
-    print(f"wrote {run_dir}/summary.json, learning_curve.png, metrics.csv, checkpoints/")
+    print(f"wrote {run_dir}/summary.json, metrics.csv, eval.csv, checkpoints/" + (", learning_curve.png" if plot else ""))
 
 
 def cmd_eval(args):
@@ -169,6 +170,34 @@ def cmd_eval(args):
                      title=f"{env_name} @ step {header['step']}")
     print(format_sweep_table(rows, agent.config.omega, agent.config.num_candidates))
     print(f"wrote {out_dir}/omega_sweep.json and omega_sweep.png")
+
+
+def cmd_finetune(args):
+    from dipole.checkpoint import load_agent, resolve_checkpoint
+    from dipole.finetune import FinetuneSettings, finetune, finetune_curve
+
+    path = resolve_checkpoint(args.checkpoint)
+    agent, header = load_agent(path)
+    if "finetune" in header and not args.resume:
+        print(f"note: {path} is itself a fine-tuned checkpoint; fine-tuning continues from it with a fresh buffer")
+    args.env = args.env or header["env"]
+    if not args.dataset and header.get("dataset_path") and os.path.exists(header["dataset_path"]):
+        args.dataset = header["dataset_path"]
+    run_dir = args.run_dir or os.path.join("runs", f"{args.env}-{header['agent']}-finetune-seed{args.seed}")
+    dataset = _load_training_data(args)
+    print(f"loaded {path} (agent {header['agent']}, {header['step']} updates); offline data {dataset.name} "
+          f"({len(dataset)} transitions); run folder {run_dir}")
+    settings = FinetuneSettings(
+        online_steps=args.online_steps, updates_per_step=args.updates_per_step, buffer_capacity=args.buffer_capacity,
+        act_omega=args.act_omega, act_candidates=args.act_candidates, eval_omega=args.eval_omega,
+        eval_candidates=args.eval_candidates, episode_length=args.episode_length, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
+    )
+    agent, buffer = finetune(run_dir, args.env, dataset, agent, settings, resume=args.resume, source=path)
+    curve = finetune_curve(run_dir, title=f"{args.env}: {header['agent']} offline -> online")
+    _finish_run(run_dir, args.env, agent, extra={"mode": "finetune", "source": path, "online_steps": buffer.count,
+                                                 "buffer_transitions": len(buffer)}, plot=False)
+    print(f"wrote {curve}")
 
 
 def cmd_bench(args):
@@ -263,6 +292,29 @@ def build_parser():
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", help="folder for omega_sweep.json/png (default: the run folder)")
 
+    f = sub.add_parser("finetune", help="offline-to-online: keep training a checkpoint while acting in its env")
+    f.add_argument("--checkpoint", required=True, help="offline checkpoint file or run folder")
+    f.add_argument("--online-steps", type=int, default=1_000_000, help="environment steps to collect")
+    f.add_argument("--updates-per-step", type=int, default=1, help="gradient steps per environment step")
+    f.add_argument("--buffer-capacity", type=int, help="online transitions kept (ring; default: all); the offline "
+                   "dataset always stays in the buffer")
+    f.add_argument("--act-omega", type=float, help="greediness while collecting (default: the agent's omega)")
+    f.add_argument("--act-candidates", type=int, help="rejection-sampling K while collecting (default: config)")
+    f.add_argument("--eval-omega", type=float, help="greediness for evaluation (default: the agent's omega)")
+    f.add_argument("--eval-candidates", type=int, help="K for evaluation (default: config)")
+    f.add_argument("--episode-length", type=int, help="truncate training episodes (default: the env's limit)")
+    f.add_argument("--env", help="default: the checkpoint's environment")
+    f.add_argument("--dataset", help="offline data for the buffer (default: the file the checkpoint was trained on)")
+    f.add_argument("--run-dir")
+    f.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir after a kill")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--log-every", type=int, default=1000)
+    f.add_argument("--eval-every", type=int, default=100_000)
+    f.add_argument("--eval-episodes", type=int, default=50)
+    f.add_argument("--save-every", type=int, default=100_000)
+    f.add_argument("--download", action="store_true", help=argparse.SUPPRESS)
+    f.add_argument("--clip-actions", action="store_true", help="clip out-of-range dataset actions (reported)")
+
     b = sub.add_parser("bench", help="run every (task, agent, seed) of a suite; resumable; writes tables and plots")
     b.add_argument("--suite", required=True, help="ogbench-mini, ogbench-cube-single-play, ..., smoke")
     b.add_argument("--agents", default="dipole", help="comma-separated agent names")
@@ -295,6 +347,8 @@ def main(argv=None):
             cmd_eval(args)
         elif args.command == "data":
             cmd_data(args)
+        elif args.command == "finetune":
+            cmd_finetune(args)
         elif args.command == "bench":
             cmd_bench(args)
         elif args.command == "quickstart":

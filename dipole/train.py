@@ -115,6 +115,7 @@ def _checkpoint_header(agent_name, config, dataset: Dataset, env_name, step, set
         "env": env_name,
         "step": int(step),
         "seed": settings.seed,
+        "dataset_path": dataset.name,
         **(extra or {}),
     }
 
