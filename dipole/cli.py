@@ -83,7 +83,14 @@ def run_sweep(agent, env_name, out_dir, omegas, candidates, episodes, seed, titl
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_data(args):
-    if args.source == "dmc":
+    if args.source != "highway" and not args.name:
+        raise ValueError(f"`dipole data {args.source}` needs a NAME (see `dipole data --help`)")
+    if args.source == "highway":
+        from dipole.highway import generate_highway
+
+        info = generate_highway(args.name or "highway-fast-v0", episodes=args.episodes or 400, workers=args.workers,
+                                seed=args.seed, out_dir=args.out or "~/.dipole/highway")
+    elif args.source == "dmc":
         from dipole.data.dmc import generate_dmc
 
         info = generate_dmc(args.name, steps=args.steps, explorers=args.explorers, workers=args.workers,
@@ -97,18 +104,23 @@ def cmd_data(args):
 
 
 def _load_training_data(args):
-    if args.env.startswith("dmc-"):
+    if args.env.startswith("highway-"):
+        from dipole.highway import load_highway
+
+        train_ds = load_highway(args.env, args.dataset, clip_actions=args.clip_actions)
+    elif args.env.startswith("dmc-"):
         from dipole.data.dmc import load_dmc
 
         if not args.dataset:
             raise ValueError("--env dmc-* needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc DOMAIN`)")
         env, train_ds = load_dmc(args.env, args.dataset, clip_actions=args.clip_actions)
+        env.close()
     else:
         from dipole.data.ogbench_data import load_ogbench
 
         env, train_ds, _ = load_ogbench(args.env, dataset_path=args.dataset, allow_download=args.download,
                                         clip_actions=args.clip_actions)
-    env.close()
+        env.close()
     if train_ds.num_clipped_actions:
         print(f"note: clipped {train_ds.num_clipped_actions} out-of-range action rows to [-1, 1] (--clip-actions)")
     return train_ds
@@ -323,14 +335,16 @@ def build_parser():
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for data generation")
 
     d = sub.add_parser("data", help="make benchmark datasets locally")
-    d.add_argument("source", choices=["ogbench", "dmc"])
-    d.add_argument("name", help="ogbench: a dataset such as cube-double-play-v0; dmc: walker, cheetah or quadruped")
-    d.add_argument("--episodes", type=int, help="ogbench: training episodes (default: the published count)")
+    d.add_argument("source", choices=["ogbench", "dmc", "highway"])
+    d.add_argument("name", nargs="?", help="ogbench: a dataset such as cube-double-play-v0; dmc: walker, cheetah or "
+                   "quadruped; highway: highway-fast-v0 (default) or highway-v0")
+    d.add_argument("--episodes", type=int, help="ogbench: training episodes (default: the published count); "
+                   "highway: scripted-driver episodes (default 400)")
     d.add_argument("--steps", type=int, default=1_000_000, help="dmc: transitions to collect")
     d.add_argument("--explorers", type=int, default=8, help="dmc: independent explorers (fixes the output)")
     d.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", help="default ~/.ogbench/data (ogbench) or ~/.dipole/dmc (dmc)")
+    d.add_argument("--out", help="default ~/.ogbench/data (ogbench), ~/.dipole/dmc (dmc), ~/.dipole/highway")
     return p
 
 

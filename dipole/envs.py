@@ -18,7 +18,14 @@ def _dmc(name: str):
     return make_dmc_env(name)
 
 
+def _highway(name: str):
+    from dipole.highway import make_highway_env
+
+    return make_highway_env(name)
+
+
 register("dmc-", _dmc)
+register("highway-", _highway)
 
 
 def make_env(name: str):

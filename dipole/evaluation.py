@@ -25,6 +25,7 @@ def run_episodes(
     num_envs = int(min(episodes, num_envs or 16))
     envs = envs or [make_env(env_name) for _ in range(num_envs)]
     returns, successes, lengths = [], [], []
+    stats = {}  # per-episode statistics an env reports in info['episode_stats'] at the end (e.g. highway terms)
     has_success = False
     np.random.seed(seed)  # OGBench resets draw their noise from numpy's global RNG
     key = jax.random.PRNGKey(seed)
@@ -53,6 +54,8 @@ def run_episodes(
                     ep_succ[i] = float(info["success"])
                 if term or trunc:
                     active[i] = False
+                    for k, v in info.get("episode_stats", {}).items():
+                        stats.setdefault(k, []).append(float(v))
         returns += list(ep_ret[:batch])
         successes += list(ep_succ[:batch])
         lengths += list(ep_len[:batch])
@@ -66,6 +69,7 @@ def run_episodes(
         "return": float(returns.mean()),
         "return_std": float(returns.std()),
         "length": float(lengths.mean()),
+        **{k: float(np.mean(v)) for k, v in stats.items()},
     }
 
 

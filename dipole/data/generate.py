@@ -23,14 +23,13 @@ workers.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from dipole.utils import atomic_write_npz
+from dipole.utils import atomic_write_npz, parallel_map
 
 
 @dataclass(frozen=True)
@@ -200,26 +199,13 @@ def generate_ogbench(
     chunk = max(1, min(10, len(jobs) // (workers * 4) or 1))
     batches = [(spec, seed, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
 
-    from tqdm import tqdm
-
     start = time.time()
     results = {}
-    bar = tqdm(total=len(jobs), desc=f"generate {name}", unit="ep", disable=not progress)
-    if workers == 1:
-        iterator = map(_run_episodes, batches)
-        pool = None
-    else:
-        pool = mp.get_context("spawn").Pool(workers)
-        iterator = pool.imap(_run_episodes, batches)
-    try:
-        for part in iterator:
-            for split, episode, rows in part:
-                results[(split, episode)] = rows
-            bar.update(len(part))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
+    parts = parallel_map(_run_episodes, batches, workers, desc=f"generate {name}", unit="ep", progress=progress,
+                         total=len(jobs), weight=len)
+    for part in parts:
+        for split, episode, rows in part:
+            results[(split, episode)] = rows
 
     out_dir = os.path.expanduser(out_dir)
     os.makedirs(out_dir, exist_ok=True)

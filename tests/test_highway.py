@@ -1,0 +1,91 @@
+"""Highway driving: reward terms add up, scripted-driver data loads and reweights, a tiny train/eval runs."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("highway_env", reason="the highway benchmark needs `pip install 'dipole-rl[highway]'`")
+
+from conftest import TINY  # noqa: E402
+from dipole.highway import (DEFAULT_WEIGHTS, DRIVERS, TERMS, HighwayDriving, driver_action,  # noqa: E402
+                            generate_highway, load_highway, parse_highway_name)
+
+
+def test_reward_terms_sum_to_the_logged_return():
+    env = HighwayDriving("highway-fast-v0:collision=7,lane=0.5")
+    assert env.weights == {**DEFAULT_WEIGHTS, "collision": 7.0, "lane": 0.5}
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (35,) and obs.dtype == np.float32
+    rng = np.random.default_rng(0)
+    total, state, done, steps = 0.0, {}, False, 0
+    per_term = dict.fromkeys(TERMS, 0.0)
+    while not done:
+        obs, reward, term, trunc, info = env.step(driver_action(DRIVERS[3], env, state, rng))
+        assert reward == pytest.approx(sum(info["terms"].values()), abs=1e-9)
+        for t in TERMS:
+            assert info["terms"][t] == pytest.approx(env.weights[t] * info["raw_terms"][t])
+            per_term[t] += info["terms"][t]
+        total += reward
+        steps += 1
+        done = term or trunc
+    stats = info["episode_stats"]
+    assert sum(stats[f"return_{t}"] for t in TERMS) == pytest.approx(total, abs=1e-6)
+    for t in TERMS:
+        assert stats[f"return_{t}"] == pytest.approx(per_term[t])
+    assert stats["collision"] == float(info["crashed"])
+    assert stats["mean_speed"] > 10 and stats["distance"] > 0 and steps <= 151
+
+
+def test_bad_names_and_actions():
+    with pytest.raises(ValueError, match="unknown highway environment"):
+        parse_highway_name("highway-slow-v0")
+    with pytest.raises(ValueError, match="must be one of"):
+        parse_highway_name("highway-fast-v0:comfort=1")
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        parse_highway_name("highway-fast-v0:speed=-1")
+    env = HighwayDriving("highway-fast-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        env.step(np.array([1.5, 0.0]))
+    with pytest.raises(ValueError, match="2 finite numbers"):
+        env.step(np.array([np.nan, 0.0]))
+
+
+@pytest.fixture(scope="module")
+def highway_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("highway")
+    return generate_highway("highway-fast-v0", episodes=4, workers=1, seed=0, out_dir=str(out), progress=False)
+
+
+def test_generated_data_loads_validates_and_reweights(highway_data):
+    data = load_highway("highway-fast-v0", highway_data["path"])
+    assert len(data) == highway_data["transitions"] and data.obs_dim == 35 and data.action_dim == 2
+    assert np.abs(data["actions"]).max() <= 1.0
+    raw = np.load(highway_data["path"])
+    # one episode per scripted driver, terminals close each, masks are 0 only on crashes / leaving the road
+    assert sorted(np.unique(raw["driver"])) == [0, 1, 2, 3] and raw["terminals"].sum() == 4
+    assert np.array_equal(data["masks"] == 0, (raw["terms/collision"] < 0) | (raw["terms/offroad"] < 0))
+    expected = sum(DEFAULT_WEIGHTS[t] * raw[f"terms/{t}"] for t in TERMS)
+    np.testing.assert_allclose(data["rewards"], expected, rtol=1e-6)
+    speed_only = load_highway("highway-fast-v0:collision=0,offroad=0,lane=0", highway_data["path"])
+    np.testing.assert_allclose(speed_only["rewards"], raw["terms/speed"])
+    # next_observations continue the episode
+    ends = np.nonzero(raw["terminals"])[0]
+    inner = np.setdiff1d(np.arange(len(data) - 1), ends)
+    np.testing.assert_array_equal(data["next_observations"][inner], data["observations"][inner + 1])
+
+
+def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
+    from dipole.agents import get_agent
+    from dipole.evaluation import evaluate_agent
+    from dipole.train import TrainSettings, train
+
+    data = load_highway("highway-fast-v0", highway_data["path"])
+    _, cfg = get_agent("dipole")
+    agent = train(str(tmp_path), "highway-fast-v0", data, "dipole", cfg(**TINY),
+                  TrainSettings(steps=100, log_every=50, eval_every=0, save_every=100, progress=False),
+                  log=lambda *_: 0)
+    res = evaluate_agent(agent, "highway-fast-v0", 1, omega=2.0, num_candidates=1)
+    assert res["success"] is None and res["omega"] == 2.0
+    for key in ("collision", "offroad", "mean_speed", "distance", *[f"return_{t}" for t in TERMS]):
+        assert key in res
+    assert res["return"] == pytest.approx(sum(res[f"return_{t}"] for t in TERMS), abs=1e-6)
