@@ -61,7 +61,8 @@ SUITES["ogbench"] = SUITES["ogbench-cube-single-play"]  # alias; run the other c
 
 
 def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | None = None, workers: int = 2,
-              log=print) -> dict:
+              log=print, report_only: bool = False) -> dict:
+    """Run every (task, agent, seed) not yet finished, then write the tables; report_only just writes the tables."""
     from dipole.configs import build_config
     from dipole.data.generate import generate_ogbench
     from dipole.data.ogbench_data import load_ogbench
@@ -72,6 +73,8 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         raise ValueError(f"unknown suite {suite_name!r}; available: {sorted(SUITES)}")
     suite = SUITES[suite_name]
     out_dir = out_dir or os.path.join("runs", "bench", suite_name)
+    if report_only:
+        return aggregate(suite, agents, seeds, out_dir)
     data_dir = os.path.expanduser(suite.data_dir or os.path.join(out_dir, "data"))
     train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
     if not os.path.exists(train_file):
@@ -114,34 +117,52 @@ def _mean_std(xs):
 
 
 def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict:
-    """Per task: mean ± std over seeds of success (%). Per category: the 5-task average per seed, then mean ± std."""
+    """Per task: mean ± std over seeds of success (%). Per category: the 5-task average per seed, then mean ± std.
+
+    Runs without a result.json (not yet run) are left out and counted in `missing`; a task's cell is None when none
+    of its seeds finished, and the category is None unless every task of that seed finished.
+    """
     results = {}
+    missing = 0
     for agent in agents:
-        per_task, per_seed = {}, []
+        per_task, per_seed = {}, {}
         sweeps = {}
         for task in suite.tasks:
             scores = []
             for seed in range(seeds):
                 path = _run_dir(out_dir, task, agent, seed, "result.json")
+                if not os.path.exists(path):
+                    missing += 1
+                    continue
                 r = json.load(open(path))
                 scores.append(100 * r["headline"]["success"])
+                per_seed.setdefault(seed, []).append(scores[-1])
                 for row in r["omega_sweep"] or []:
                     sweeps.setdefault((row["omega"], row["num_candidates"]), {}).setdefault(seed, []).append(
                         100 * row["success"])
-            per_task[task] = _mean_std(scores)
-            per_seed.append(scores)
-        category = _mean_std(np.mean(np.asarray(per_seed), axis=0))
-        sweep_rows = [{"omega": w, "num_candidates": k, "success": _mean_std([np.mean(v) for v in by_seed.values()])}
-                      for (w, k), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][0]))]
+            per_task[task] = _mean_std(scores) if scores else None
+        complete = [np.mean(v) for v in per_seed.values() if len(v) == len(suite.tasks)]
+        category = _mean_std(complete) if complete else None
+        sweep_rows = [{"omega": w, "num_candidates": k, "success": _mean_std([np.mean(v) for v in by_seed.values()
+                                                                              if len(v) == len(suite.tasks)])}
+                      for (w, k), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][0]))
+                      if any(len(v) == len(suite.tasks) for v in by_seed.values())]
         results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows}
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
-               "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results}
+               "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing}
     atomic_write_json(os.path.join(out_dir, "results.json"), summary)
     md = markdown_tables(summary)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md + "\n")
     bench_plots(summary, out_dir)
     return summary
+
+
+def _cell(ms, bold=False):
+    if ms is None:
+        return "—"
+    text = f"{ms[0]:.1f} ± {ms[1]:.1f}"
+    return f"**{text}**" if bold else text
 
 
 def markdown_tables(summary: dict) -> str:
@@ -152,10 +173,13 @@ def markdown_tables(summary: dict) -> str:
              "evaluation; headline omega and K from each agent's config (fixed in advance).", "",
              "| task | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
     for t in tasks:
-        cells = [f"{m:.1f} ± {s:.1f}" for m, s in (summary["agents"][a]["tasks"][t] for a in agents)]
+        cells = [_cell(summary["agents"][a]["tasks"][t]) for a in agents]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    cells = [f"**{m:.1f} ± {s:.1f}**" for m, s in (summary["agents"][a]["category"] for a in agents)]
-    lines.append(f"| **{summary['category']} (5-task average)** | " + " | ".join(cells) + " |")
+    cells = [_cell(summary["agents"][a]["category"], bold=True) for a in agents]
+    lines.append(f"| **{summary['category']} ({len(tasks)}-task average)** | " + " | ".join(cells) + " |")
+    if summary.get("missing"):
+        lines += ["", f"{summary['missing']} run(s) of this suite have not finished; their cells show — and the "
+                      "average is given only over seeds with every task finished."]
     for a in agents:
         rows = summary["agents"][a]["omega_sweep"]
         if not rows:
@@ -178,8 +202,8 @@ def bench_plots(summary: dict, out_dir: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4))
     width = 0.8 / len(agents)
     for i, a in enumerate(agents):
-        m = [summary["agents"][a]["tasks"][t][0] for t in tasks]
-        s = [summary["agents"][a]["tasks"][t][1] for t in tasks]
+        cells = [summary["agents"][a]["tasks"][t] or (np.nan, 0.0) for t in tasks]
+        m, s = [c[0] for c in cells], [c[1] for c in cells]
         axes[0].bar(np.arange(len(tasks)) + i * width, m, width, yerr=s, capsize=3, label=a)
     axes[0].set_xticks(np.arange(len(tasks)) + width * (len(agents) - 1) / 2)
     axes[0].set_xticklabels([t.split("singletask-")[-1].removesuffix("-v0") for t in tasks])

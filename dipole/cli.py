@@ -216,7 +216,8 @@ def cmd_bench(args):
     from dipole.bench import markdown_tables, run_bench
 
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    summary = run_bench(args.suite, agents, args.seeds, out_dir=args.out, workers=args.workers)
+    summary = run_bench(args.suite, agents, args.seeds, out_dir=args.out, workers=args.workers,
+                        report_only=args.report)
     out = args.out or os.path.join("runs", "bench", args.suite)
     print(markdown_tables(summary))
     print(f"wrote {out}/results.md, results.json, results.png")
@@ -333,6 +334,7 @@ def build_parser():
     b.add_argument("--seeds", type=int, default=2)
     b.add_argument("--out", help="output folder (default runs/bench/SUITE)")
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for data generation")
+    b.add_argument("--report", action="store_true", help="only write the tables from the runs finished so far")
 
     d = sub.add_parser("data", help="make benchmark datasets locally")
     d.add_argument("source", choices=["ogbench", "dmc", "highway"])

@@ -22,7 +22,7 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     assert all(r["headline"]["omega"] == r["config"]["omega"] for r in per_seed)
     sweep = results["agents"]["dipole"]["omega_sweep"]
     assert [(r["omega"], r["num_candidates"]) for r in sweep] == [(0.0, 1), (2.0, 1), (0.0, 2), (2.0, 2)]
-    assert "| **pointmaze-medium-navigate (5-task average)** |" in text and "| task | dipole | bc |" in text
+    assert "| **pointmaze-medium-navigate (1-task average)** |" in text and "| task | dipole | bc |" in text
     # agents without a greediness knob get a headline only, no sweep
     bc = json.load(open(os.path.join(out, "runs", task, "bc", "seed0", "result.json")))
     assert bc["omega_sweep"] is None and bc["headline"]["omega"] is None
@@ -36,3 +36,14 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     assert os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json")) == stamp
     again = json.load(open(os.path.join(out, "runs", task, "dipole", "seed1", "result.json")))
     assert again["headline"] == per_seed[1]["headline"]  # the rerun resumed from its final checkpoint
+
+
+def test_report_only_marks_unfinished_runs(tmp_path):
+    from dipole.bench import run_bench
+
+    summary = run_bench("smoke", ["dipole", "bc"], 2, out_dir=str(tmp_path), report_only=True, log=lambda *_: 0)
+    assert summary["missing"] == 4  # 1 task x 2 agents x 2 seeds, none run
+    assert summary["agents"]["dipole"]["category"] is None
+    md = open(tmp_path / "results.md").read()
+    assert "| — | — |" in md and "4 run(s) of this suite have not finished" in md
+    assert not (tmp_path / "data").exists()  # a report makes no data
