@@ -32,8 +32,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every agent that has KEY (repeatable), e.g. --config expectile=0.7")
     args = p.parse_args(argv)
 
+    from dipole.agents.base import parse_overrides
     from dipole.configs import build_config
     from dipole.evaluation import evaluate_agent
     from dipole.highway import DRIVERS, evaluate_driver, generate_highway, load_highway, parse_highway_name
@@ -46,7 +49,7 @@ def main(argv=None):
     results_path = os.path.join(args.out, "results.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
     settings_key = {"env": args.env, "steps": args.steps, "episodes": args.episodes, "preset": args.preset,
-                    "lr": args.lr, "seed": args.seed, "data_episodes": args.data_episodes}
+                    "lr": args.lr, "seed": args.seed, "data_episodes": args.data_episodes, "config": sorted(args.config)}
     if results.get("settings") != settings_key:
         results = {"settings": settings_key, "evals": {}}
 
@@ -76,7 +79,8 @@ def main(argv=None):
 
     agents = {}
     for name in [a.strip() for a in args.agents.split(",") if a.strip()]:
-        config = build_config(name, args.env, args.preset, {"lr": args.lr})
+        extra = {k: v for k, v in parse_overrides(args.config).items() if k in build_config(name, args.env).to_dict()}
+        config = build_config(name, args.env, args.preset, {"lr": args.lr, **extra})
         run_dir = os.path.join(args.out, "runs", name)
         print(f"training {name} for {args.steps} updates -> {run_dir}", flush=True)
         settings = TrainSettings(steps=args.steps, seed=args.seed, log_every=1000, eval_every=0, eval_episodes=0,
@@ -99,12 +103,23 @@ def main(argv=None):
 
 
 def table(results) -> str:
+    from dipole.highway import DRIVERS
+
     s = results["settings"]
     lines = [f"`{s['env']}`, {s['episodes']} evaluation episodes per row (same seeds), {s['steps']} updates, "
              f"`{s['preset']}` networks; reward weights {results['weights']}.", "",
              "| policy | collision % | off-road % | mean speed (m/s) | distance (m) | return | speed term | "
              "lane term |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for key, r in results["evals"].items():
+    def order(key):
+        group = 0 if key.startswith("driver/") else 2 if key.startswith("dipole") else 1
+        omega = float(key.split("=")[1]) if "omega=" in key else -1.0
+        return group, omega, key
+
+    drivers = [d.name for d in DRIVERS]
+    keys = sorted(results["evals"], key=lambda k: (order(k)[0], drivers.index(k[7:]) if k.startswith("driver/") else 0,
+                                                  *order(k)[1:]))
+    for key in keys:
+        r = results["evals"][key]
         label = key.replace("/headline", " (headline: config omega, K)").replace("driver/", "scripted: ")
         lines.append(f"| {label} | {100 * r['collision']:.1f} | {100 * r['offroad']:.1f} | {r['mean_speed']:.2f} | "
                      f"{r['distance']:.0f} | {r['return']:.1f} ± {r['return_std']:.1f} | {r['return_speed']:.1f} | "
