@@ -158,24 +158,25 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
     return summary
 
 
-def _cell(ms, bold=False):
+def _cell(ms, bold=False, seeds=2):
     if ms is None:
         return "—"
-    text = f"{ms[0]:.1f} ± {ms[1]:.1f}"
+    text = f"{ms[0]:.1f} ± {ms[1]:.1f}" if seeds > 1 else f"{ms[0]:.1f}"  # no spread to report from one seed
     return f"**{text}**" if bold else text
 
 
 def markdown_tables(summary: dict) -> str:
     agents = list(summary["agents"])
     tasks = list(next(iter(summary["agents"].values()))["tasks"])
-    lines = [f"Suite `{summary['suite']}`: success rate (%), mean ± std over {summary['seeds']} seed(s); "
+    spread = f"mean ± std over {summary['seeds']} seeds" if summary["seeds"] > 1 else "one seed, so no spread"
+    lines = [f"Suite `{summary['suite']}`: success rate (%), {spread}; "
              f"{summary['steps']} updates, `{summary['preset']}` networks, {summary['eval_episodes']} episodes per "
              "evaluation; headline omega and K from each agent's config (fixed in advance).", "",
              "| task | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
     for t in tasks:
-        cells = [_cell(summary["agents"][a]["tasks"][t]) for a in agents]
+        cells = [_cell(summary["agents"][a]["tasks"][t], seeds=summary["seeds"]) for a in agents]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
-    cells = [_cell(summary["agents"][a]["category"], bold=True) for a in agents]
+    cells = [_cell(summary["agents"][a]["category"], bold=True, seeds=summary["seeds"]) for a in agents]
     lines.append(f"| **{summary['category']} ({len(tasks)}-task average)** | " + " | ".join(cells) + " |")
     if summary.get("missing"):
         lines += ["", f"{summary['missing']} run(s) of this suite have not finished; their cells show — and the "
@@ -186,7 +187,7 @@ def markdown_tables(summary: dict) -> str:
             continue
         lines += ["", f"Omega sweep for `{a}` (category average success %, each point its own evaluation; "
                       "not used for the headline):", "", "| omega | K | success |", "|---:|---:|---:|"]
-        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {r['success'][0]:.1f} ± {r['success'][1]:.1f} |"
+        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {_cell(r['success'], seeds=summary['seeds'])} |"
                   for r in rows]
     return "\n".join(lines)
 
