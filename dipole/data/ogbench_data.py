@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 
-import numpy as np
 
 from dipole.data.dataset import Dataset, DatasetError
 
