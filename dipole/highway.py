@@ -3,7 +3,9 @@
 Environment names: `highway-fast-v0` (3 lanes, 20 cars, 30 s) or `highway-v0` (4 lanes, 50 cars, 40 s),
 optionally with reward weights after a colon: `highway-fast-v0:speed=1,collision=20,offroad=5,lane=0.2`.
 The policy acts at 5 Hz (one simulation step per action), so a 30 s episode has 150 steps. Actions in [-1, 1]^2
-are (acceleration / 5 m/s^2, steering / (pi/4)), highway-env's own continuous action.
+are (acceleration / 5 m/s^2, steering / 0.1 rad), highway-env's continuous action with its steering range narrowed
+from +-pi/4 to +-0.1 rad: at highway speed lane keeping needs steering of a few hundredths of a radian, which
++-pi/4 would squeeze into the last percent of the action range (0.1 rad at 25 m/s already turns at 0.5 rad/s).
 
 Observation: highway-env's Kinematics of the 5 nearest vehicles (ego first) with features
 (presence, x, y, vx, vy, cos h, sin h), normalised, flattened to 35 numbers.
@@ -32,6 +34,7 @@ DEFAULT_WEIGHTS = {"speed": 1.0, "collision": 20.0, "offroad": 20.0, "lane": 0.2
 BASE_ENVS = ("highway-fast-v0", "highway-v0")
 SPEED_RANGE = (20.0, 30.0)
 POLICY_HZ = 5
+STEER_MAX = 0.1  # rad, steering at action 1
 FEATURES = ["presence", "x", "y", "vx", "vy", "cos_h", "sin_h"]
 
 
@@ -59,7 +62,7 @@ def env_config(base: str) -> dict:
     return {
         "observation": {"type": "Kinematics", "vehicles_count": 5, "features": FEATURES, "absolute": False,
                         "normalize": True, "clip": True},
-        "action": {"type": "ContinuousAction"},
+        "action": {"type": "ContinuousAction", "steering_range": [-STEER_MAX, STEER_MAX]},
         "policy_frequency": POLICY_HZ,
         "simulation_frequency": 5 if base == "highway-fast-v0" else 15,
         "offroad_terminal": True,
@@ -164,17 +167,17 @@ class Driver:
     lane_change_gain: float = 0.2  # MOBIL threshold on acceleration gain (m/s^2)
     safe_brake: float = 4.0  # MOBIL: the new follower may be made to brake at most this hard (m/s^2)
     noise: float = 0.05  # std of Gaussian noise on the acceleration action
-    steer_noise: float = 0.005  # std of Gaussian noise on the steering action (1 unit = pi/4 rad: very sensitive)
+    steer_noise: float = 0.04  # std of Gaussian noise on the steering action (1 unit = STEER_MAX rad)
 
 
 DRIVERS = (
     Driver("cautious", target_speed=21.0, headway=2.0, min_gap=10.0, lane_change_gain=1.0, safe_brake=2.0, noise=0.05,
-           steer_noise=0.005),
-    Driver("normal", target_speed=25.0, headway=1.4, min_gap=6.0, noise=0.1, steer_noise=0.01),
+           steer_noise=0.04),
+    Driver("normal", target_speed=25.0, headway=1.4, min_gap=6.0, noise=0.1, steer_noise=0.08),
     Driver("assertive", target_speed=30.0, headway=0.6, min_gap=3.0, lane_change_gain=0.1, safe_brake=6.0,
-           noise=0.15, steer_noise=0.02),
+           noise=0.15, steer_noise=0.15),
     Driver("reckless", target_speed=36.0, headway=0.1, min_gap=0.5, max_accel=5.0, comfort_brake=1.0,
-           lane_change_gain=0.0, safe_brake=50.0, noise=0.5, steer_noise=0.04),
+           lane_change_gain=0.0, safe_brake=50.0, noise=0.5, steer_noise=0.3),
 )
 DRIVER_NAMES = tuple(d.name for d in DRIVERS)
 
@@ -240,7 +243,7 @@ def driver_action(driver: Driver, env: HighwayDriving, state: dict, rng: np.rand
     desired = lane_heading + np.clip(np.arctan(-lateral / max(v.speed, 1.0)), -0.15, 0.15)  # lateral: ~1 s
     heading_error = (desired - v.heading + np.pi) % (2 * np.pi) - np.pi
     steering = v.LENGTH * heading_error / (max(v.speed, 1.0) * 0.5)  # close the error in ~0.5 s
-    action = np.array([accel / 5.0, steering / (np.pi / 4)]) + rng.normal(0.0, 1.0, 2) * [driver.noise,
+    action = np.array([accel / 5.0, steering / STEER_MAX]) + rng.normal(0.0, 1.0, 2) * [driver.noise,
                                                                                             driver.steer_noise]
     return np.clip(action, -1.0, 1.0).astype(np.float32)
 
