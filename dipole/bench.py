@@ -31,10 +31,17 @@ class Suite:
     sweep_candidates: tuple = (1, 32)
     log_every: int = 1000
     data_dir: str | None = None  # None: <out>/data; the paper-scale suites use ~/.ogbench/data
+    source: str = "ogbench"  # 'ogbench' (dataset = an OGBench dataset) or 'dmc' (dataset = a DMC domain)
+    data_steps: int | None = None  # dmc: exploratory transitions to collect
 
     @property
     def category(self) -> str:
-        return self.dataset.removesuffix("-v0")
+        return f"dmc-{self.dataset}" if self.source == "dmc" else self.dataset.removesuffix("-v0")
+
+    @property
+    def metric(self) -> str:
+        """OGBench tasks are scored by success rate (%), DMC tasks (no success signal) by episode return."""
+        return "return" if self.source == "dmc" else "success"
 
 
 def _tasks(dataset: str) -> tuple:
@@ -57,6 +64,24 @@ SUITES = {
                    episodes=2, steps=200, preset="tiny", eval_episodes=2, overrides={"flow_steps": 3},
                    sweep_omegas=(0.0, 2.0), sweep_candidates=(1, 2), log_every=100),
 }
+def _dmc_tasks(domain: str) -> tuple:
+    from dipole.data.dmc import DOMAINS
+
+    return tuple(f"dmc-{domain}-{task}" for task in DOMAINS[domain])
+
+
+for _domain in ("walker", "cheetah", "quadruped"):
+    # ExORL's setting: 1M exploratory transitions relabelled per task, 4x512 networks, 1M updates (GPU).
+    SUITES[f"dmc-{_domain}"] = Suite(f"dmc-{_domain}", _domain, _dmc_tasks(_domain), episodes=None, steps=1_000_000,
+                                     preset="paper", eval_episodes=10, source="dmc", data_steps=1_000_000,
+                                     data_dir="~/.dipole/dmc")
+# CPU-sized: 100k exploratory walker transitions, 20k updates, 3x128, 5 evaluation episodes per point.
+SUITES["dmc-walker-mini"] = Suite("dmc-walker-mini", "walker", _dmc_tasks("walker"), episodes=None, steps=20_000,
+                                  preset="small", eval_episodes=5, overrides={"lr": 1e-3}, source="dmc",
+                                  data_steps=100_000, sweep_candidates=(1,))
+SUITES["smoke-dmc"] = Suite("smoke-dmc", "walker", ("dmc-walker-stand",), episodes=None, steps=200, preset="tiny",
+                            eval_episodes=1, overrides={"flow_steps": 3}, source="dmc", data_steps=2000,
+                            sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100)
 SUITES["ogbench"] = SUITES["ogbench-cube-single-play"]  # alias; run the other categories by name
 
 
@@ -76,10 +101,19 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
     if report_only:
         return aggregate(suite, agents, seeds, out_dir)
     data_dir = os.path.expanduser(suite.data_dir or os.path.join(out_dir, "data"))
-    train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
-    if not os.path.exists(train_file):
-        log(f"generating {suite.dataset} ({suite.episodes or 'published'} episodes) into {data_dir}")
-        generate_ogbench(suite.dataset, episodes=suite.episodes, workers=workers, seed=0, out_dir=data_dir)
+    if suite.source == "dmc":
+        from dipole.data.dmc import generate_dmc, load_dmc
+
+        train_file = os.path.join(data_dir, f"{suite.dataset}-explore.npz")
+        if not os.path.exists(train_file):
+            log(f"collecting {suite.data_steps} exploratory {suite.dataset} transitions into {data_dir}")
+            generate_dmc(suite.dataset, steps=suite.data_steps, explorers=8, workers=workers, seed=0,
+                         out_dir=data_dir)
+    else:
+        train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
+        if not os.path.exists(train_file):
+            log(f"generating {suite.dataset} ({suite.episodes or 'published'} episodes) into {data_dir}")
+            generate_ogbench(suite.dataset, episodes=suite.episodes, workers=workers, seed=0, out_dir=data_dir)
 
     runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in range(seeds)]
     todo = [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
@@ -89,7 +123,11 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         result_path = os.path.join(run_dir, "result.json")
         eta = "" if not i else f", ETA {(time.time() - start) / i * (len(todo) - i) / 60:.0f} min"
         log(f"[{len(runs) - len(todo) + i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
-        _, dataset, _ = load_ogbench(task, dataset_path=train_file)
+        if suite.source == "dmc":
+            env, dataset = load_dmc(task, train_file)
+            env.close()
+        else:
+            _, dataset, _ = load_ogbench(task, dataset_path=train_file)
         config = build_config(agent_name, task, suite.preset)
         fields = config.to_dict()
         config = config.replace(**{k: v for k, v in suite.overrides.items() if k in fields})
@@ -116,8 +154,12 @@ def _mean_std(xs):
     return float(xs.mean()), float(xs.std())
 
 
+def _score(suite: Suite, res: dict) -> float:
+    return 100 * res["success"] if suite.metric == "success" else res["return"]
+
+
 def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict:
-    """Per task: mean ± std over seeds of success (%). Per category: the 5-task average per seed, then mean ± std.
+    """Per task: mean ± std over seeds of success (%) (DMC: return). Per category: the 5-task average per seed, then mean ± std.
 
     Runs without a result.json (not yet run) are left out and counted in `missing`; a task's cell is None when none
     of its seeds finished, and the category is None unless every task of that seed finished.
@@ -135,21 +177,22 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                     missing += 1
                     continue
                 r = json.load(open(path))
-                scores.append(100 * r["headline"]["success"])
+                scores.append(_score(suite, r["headline"]))
                 per_seed.setdefault(seed, []).append(scores[-1])
                 for row in r["omega_sweep"] or []:
                     sweeps.setdefault((row["omega"], row["num_candidates"]), {}).setdefault(seed, []).append(
-                        100 * row["success"])
+                        _score(suite, row))
             per_task[task] = _mean_std(scores) if scores else None
         complete = [np.mean(v) for v in per_seed.values() if len(v) == len(suite.tasks)]
         category = _mean_std(complete) if complete else None
-        sweep_rows = [{"omega": w, "num_candidates": k, "success": _mean_std([np.mean(v) for v in by_seed.values()
+        sweep_rows = [{"omega": w, "num_candidates": k, "score": _mean_std([np.mean(v) for v in by_seed.values()
                                                                               if len(v) == len(suite.tasks)])}
                       for (w, k), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][0]))
                       if any(len(v) == len(suite.tasks) for v in by_seed.values())]
         results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows}
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
-               "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing}
+               "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing,
+               "metric": suite.metric}
     atomic_write_json(os.path.join(out_dir, "results.json"), summary)
     md = markdown_tables(summary)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
@@ -169,7 +212,8 @@ def markdown_tables(summary: dict) -> str:
     agents = list(summary["agents"])
     tasks = list(next(iter(summary["agents"].values()))["tasks"])
     spread = f"mean ± std over {summary['seeds']} seeds" if summary["seeds"] > 1 else "one seed, so no spread"
-    lines = [f"Suite `{summary['suite']}`: success rate (%), {spread}; "
+    unit = "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
+    lines = [f"Suite `{summary['suite']}`: {unit}, {spread}; "
              f"{summary['steps']} updates, `{summary['preset']}` networks, {summary['eval_episodes']} episodes per "
              "evaluation; headline omega and K from each agent's config (fixed in advance).", "",
              "| task | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
@@ -185,9 +229,9 @@ def markdown_tables(summary: dict) -> str:
         rows = summary["agents"][a]["omega_sweep"]
         if not rows:
             continue
-        lines += ["", f"Omega sweep for `{a}` (category average success %, each point its own evaluation; "
-                      "not used for the headline):", "", "| omega | K | success |", "|---:|---:|---:|"]
-        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {_cell(r['success'], seeds=summary['seeds'])} |"
+        lines += ["", f"Omega sweep for `{a}` (category average {unit}, each point its own evaluation; "
+                      "not used for the headline):", "", "| omega | K | score |", "|---:|---:|---:|"]
+        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {_cell(r['score'], seeds=summary['seeds'])} |"
                   for r in rows]
     return "\n".join(lines)
 
@@ -208,17 +252,18 @@ def bench_plots(summary: dict, out_dir: str) -> None:
         axes[0].bar(np.arange(len(tasks)) + i * width, m, width, yerr=s, capsize=3, label=a)
     axes[0].set_xticks(np.arange(len(tasks)) + width * (len(agents) - 1) / 2)
     axes[0].set_xticklabels([t.split("singletask-")[-1].removesuffix("-v0") for t in tasks])
-    axes[0].set_ylabel("success rate (%)")
+    unit = "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
+    axes[0].set_ylabel(unit)
     axes[0].set_title(f"{summary['category']}: headline (fixed omega)")
     axes[0].legend(fontsize=8)
     for a in agents:
         rows = summary["agents"][a]["omega_sweep"]
         for k in sorted({r["num_candidates"] for r in rows}):
             sel = [r for r in rows if r["num_candidates"] == k]
-            axes[1].errorbar([r["omega"] for r in sel], [r["success"][0] for r in sel],
-                             yerr=[r["success"][1] for r in sel], marker="o", capsize=3, label=f"{a}, K={k}")
+            axes[1].errorbar([r["omega"] for r in sel], [r["score"][0] for r in sel],
+                             yerr=[r["score"][1] for r in sel], marker="o", capsize=3, label=f"{a}, K={k}")
     axes[1].set_xlabel("omega")
-    axes[1].set_ylabel("category success (%)")
+    axes[1].set_ylabel(f"category {unit}")
     axes[1].set_title("omega sweep (separate from the headline)")
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize=8)

@@ -47,3 +47,18 @@ def test_report_only_marks_unfinished_runs(tmp_path):
     md = open(tmp_path / "results.md").read()
     assert "| — | — |" in md and "4 run(s) of this suite have not finished" in md
     assert not (tmp_path / "data").exists()  # a report makes no data
+
+
+def test_dmc_smoke_suite_scores_by_return(tmp_path):
+    from dipole.bench import SUITES, run_bench
+
+    suite = SUITES["smoke-dmc"]
+    assert suite.metric == "return" and SUITES["dmc-walker-mini"].tasks == (
+        "dmc-walker-stand", "dmc-walker-walk", "dmc-walker-run")
+    summary = run_bench("smoke-dmc", ["dipole"], 1, out_dir=str(tmp_path), workers=1, log=lambda *_: 0)
+    r = json.load(open(tmp_path / "runs" / "dmc-walker-stand" / "dipole" / "seed0" / "result.json"))
+    assert r["headline"]["success"] is None and r["headline"]["length"] == 1000
+    assert list(summary["agents"]["dipole"]["tasks"]["dmc-walker-stand"]) == [r["headline"]["return"], 0.0]
+    assert [row["omega"] for row in summary["agents"]["dipole"]["omega_sweep"]] == [0.0, 2.0]
+    assert "episode return" in open(tmp_path / "results.md").read()
+    assert (tmp_path / "data" / "walker-explore.npz").exists()
