@@ -23,7 +23,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/highway")
     p.add_argument("--env", default=ENV, help="highway env name, optionally with ':speed=W,collision=W,...'")
-    p.add_argument("--data-episodes", type=int, default=400)
+    p.add_argument("--data-episodes", type=int, default=500)
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--episodes", type=int, default=30, help="evaluation episodes per point")
     p.add_argument("--omegas", default="0,0.5,1,2,4")

@@ -88,7 +88,7 @@ def cmd_data(args):
     if args.source == "highway":
         from dipole.highway import generate_highway
 
-        info = generate_highway(args.name or "highway-fast-v0", episodes=args.episodes or 400, workers=args.workers,
+        info = generate_highway(args.name or "highway-fast-v0", episodes=args.episodes or 500, workers=args.workers,
                                 seed=args.seed, out_dir=args.out or "~/.dipole/highway")
     elif args.source == "dmc":
         from dipole.data.dmc import generate_dmc
@@ -341,7 +341,7 @@ def build_parser():
     d.add_argument("name", nargs="?", help="ogbench: a dataset such as cube-double-play-v0; dmc: walker, cheetah or "
                    "quadruped; highway: highway-fast-v0 (default) or highway-v0")
     d.add_argument("--episodes", type=int, help="ogbench: training episodes (default: the published count); "
-                   "highway: scripted-driver episodes (default 400)")
+                   "highway: scripted-driver episodes (default 500, 100 per driver)")
     d.add_argument("--steps", type=int, default=1_000_000, help="dmc: transitions to collect")
     d.add_argument("--explorers", type=int, default=8, help="dmc: independent explorers (fixes the output)")
     d.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -22,7 +22,7 @@ def run_episodes(
     """
     import jax
 
-    num_envs = int(min(episodes, num_envs or 16))
+    num_envs = len(envs) if envs else int(min(episodes, num_envs or 16))
     envs = envs or [make_env(env_name) for _ in range(num_envs)]
     returns, successes, lengths = [], [], []
     stats = {}  # per-episode statistics an env reports in info['episode_stats'] at the end (e.g. highway terms)

@@ -7,14 +7,23 @@ are (acceleration / 5 m/s^2, steering / 0.1 rad), highway-env's continuous actio
 from +-pi/4 to +-0.1 rad: at highway speed lane keeping needs steering of a few hundredths of a radian, which
 +-pi/4 would squeeze into the last percent of the action range (0.1 rad at 25 m/s already turns at 0.5 rad/s).
 
-Observation: highway-env's Kinematics of the 5 nearest vehicles (ego first) with features
-(presence, x, y, vx, vy, cos h, sin h), normalised, flattened to 35 numbers.
+Observation (30 numbers, each scaled so that its typical spread is about 1; `OBS_NAMES` lists them):
+- ego (6): lateral offset from the lane centre / 2 m, heading / 0.1 rad, (forward speed - 25) / 5 m/s,
+  lateral speed / 2 m/s, and whether a lane exists to the left and to the right (1/0);
+- for each of the lanes left / current / right and each of ahead / behind, the nearest car there (6 slots x 4):
+  presence (1/0), bumper-to-bumper gap / 50 m (2 when absent), its speed minus ours / 5 m/s (0 when absent), and
+  its lateral offset from that lane's centre / 2 m (a car cutting in shows here before it changes lane index).
+highway-env's own Kinematics observation normalises positions by +-200 m and speeds by +-80 m/s, which squeezes the
+gap to the car ahead and the ego speed into a few hundredths; this lane-structured layout states them in units a
+small network resolves, and names the car ahead explicitly instead of "the 4 nearest by distance".
 
 Reward, per step, as a weighted sum of terms (each term is logged on its own in evaluation):
 - `speed`: progress, clip((forward speed - 20) / (30 - 20), 0, 1), weight `speed` (default 1);
-- `collision`: -1 on the step the car crashes (the episode ends there), weight `collision` (default 20);
-- `offroad`: -1 when the car leaves the road (the episode ends there), weight `offroad` (default 20);
+- `collision`: -1 on the step the car crashes (the episode ends there), weight `collision` (default 100);
+- `offroad`: -1 when the car leaves the road (the episode ends there), weight `offroad` (default 100);
 - `lane`: -min(|lateral offset from the lane centre| / half a lane width, 1), weight `lane` (default 0.2).
+A 30 s episode earns at most 150 from `speed`, so with the default weights a crash costs more than driving at full
+speed could have earned: no policy that crashes can outscore a safe one by being fast.
 
 Offline data (`dipole data highway`): episodes from scripted IDM/MOBIL-style drivers of graded assertiveness
 (target speed, time headway, lane-change safety margin, action noise; the reckless ones crash). Rows hold the
@@ -30,12 +39,17 @@ import time
 import numpy as np
 
 TERMS = ("speed", "collision", "offroad", "lane")
-DEFAULT_WEIGHTS = {"speed": 1.0, "collision": 20.0, "offroad": 20.0, "lane": 0.2}
+DEFAULT_WEIGHTS = {"speed": 1.0, "collision": 100.0, "offroad": 100.0, "lane": 0.2}
 BASE_ENVS = ("highway-fast-v0", "highway-v0")
 SPEED_RANGE = (20.0, 30.0)
 POLICY_HZ = 5
 STEER_MAX = 0.1  # rad, steering at action 1
-FEATURES = ["presence", "x", "y", "vx", "vy", "cos_h", "sin_h"]
+SLOTS = [f"{lane}_{where}" for lane in ("left", "same", "right") for where in ("ahead", "behind")]
+OBS_NAMES = (["ego_lane_offset", "ego_heading", "ego_speed", "ego_lateral_speed", "left_lane_exists",
+              "right_lane_exists"] + [f"{slot}_{f}" for slot in SLOTS for f in ("present", "gap", "rel_speed",
+                                                                                  "lane_offset")])
+OBS_DIM = len(OBS_NAMES)
+GAP_SCALE, ABSENT_GAP = 50.0, 2.0
 
 
 def parse_highway_name(name: str) -> tuple[str, dict]:
@@ -60,8 +74,8 @@ def parse_highway_name(name: str) -> tuple[str, dict]:
 
 def env_config(base: str) -> dict:
     return {
-        "observation": {"type": "Kinematics", "vehicles_count": 5, "features": FEATURES, "absolute": False,
-                        "normalize": True, "clip": True},
+        # highway-env's own observation is replaced by `observe` below; the cheapest type is kept for its bookkeeping
+        "observation": {"type": "Kinematics", "vehicles_count": 1, "features": ["presence"]},
         "action": {"type": "ContinuousAction", "steering_range": [-STEER_MAX, STEER_MAX]},
         "policy_frequency": POLICY_HZ,
         "simulation_frequency": 5 if base == "highway-fast-v0" else 15,
@@ -86,9 +100,8 @@ class HighwayDriving:
 
         self.name = name
         self.base, self.weights = parse_highway_name(name)
-        self.env = gym.make(self.base, config=env_config(self.base))
-        shape = self.env.observation_space.shape
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (int(np.prod(shape)),), np.float32)
+        self.env = gym.make(self.base, config=env_config(self.base), disable_env_checker=True)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._stats = None
 
@@ -101,10 +114,15 @@ class HighwayDriving:
         return self.env.unwrapped.vehicle
 
     def reset(self, seed: int | None = None):
-        obs, info = self.env.reset(seed=seed)
+        _, info = self.env.reset(seed=seed)
+        obs = self.observe()
         self._x0 = float(self.vehicle.position[0])
         self._stats = {"steps": 0, "speed_sum": 0.0, **{f"return_{t}": 0.0 for t in TERMS}}
-        return obs.reshape(-1).astype(np.float32), info
+        return obs, info
+
+    def observe(self) -> np.ndarray:
+        """The lane-structured observation described in the module docstring."""
+        return observe(self.env.unwrapped)
 
     def raw_terms(self) -> dict:
         """Unweighted terms for the current state (after a step)."""
@@ -126,7 +144,8 @@ class HighwayDriving:
             raise ValueError(f"highway action must be 2 finite numbers (acceleration, steering), got {action}")
         if np.any(np.abs(action) > 1.0):
             raise ValueError(f"highway actions must lie in [-1, 1], got {action}")
-        obs, _, terminated, truncated, info = self.env.step(action)
+        _, _, terminated, truncated, info = self.env.step(action)
+        obs = self.observe()
         raw = self.raw_terms()
         terms = {t: self.weights[t] * raw[t] for t in TERMS}
         reward = float(sum(terms.values()))
@@ -143,10 +162,38 @@ class HighwayDriving:
                 "mean_speed": s["speed_sum"] / s["steps"], "distance": float(v.position[0]) - self._x0,
                 **{f"return_{t}": s[f"return_{t}"] for t in TERMS},
             }
-        return obs.reshape(-1).astype(np.float32), reward, bool(terminated), bool(truncated), info
+        return obs, reward, bool(terminated), bool(truncated), info
 
     def close(self):
         self.env.close()
+
+
+def observe(base_env) -> np.ndarray:
+    road, v = base_env.road, base_env.vehicle
+    network, lane_index = road.network, v.lane_index
+    lane = network.get_lane(lane_index)
+    s_ego, lateral = lane.local_coordinates(v.position)
+    heading = (v.heading - lane.heading_at(s_ego) + np.pi) % (2 * np.pi) - np.pi
+    fwd, side = v.speed * np.cos(heading), v.speed * np.sin(heading)
+    n_lanes = len(network.graph[lane_index[0]][lane_index[1]])
+    out = [lateral / 2.0, heading / 0.1, (fwd - 25.0) / 5.0, side / 2.0, float(lane_index[2] > 0),
+           float(lane_index[2] < n_lanes - 1)]
+    for offset in (-1, 0, 1):
+        lane_id = lane_index[2] + offset
+        if not 0 <= lane_id < n_lanes:
+            out += [0.0, ABSENT_GAP, 0.0, 0.0] * 2
+            continue
+        li = (lane_index[0], lane_index[1], lane_id)
+        other_lane = network.get_lane(li)
+        s_here = other_lane.local_coordinates(v.position)[0]
+        for car in road.neighbour_vehicles(v, li):  # (ahead, behind)
+            if car is None:
+                out += [0.0, ABSENT_GAP, 0.0, 0.0]
+                continue
+            s_car, lat_car = other_lane.local_coordinates(car.position)
+            gap = abs(s_car - s_here) - (v.LENGTH + car.LENGTH) / 2
+            out += [1.0, min(gap / GAP_SCALE, ABSENT_GAP), (car.speed - v.speed) / 5.0, lat_car / 2.0]
+    return np.clip(np.asarray(out, np.float32), -10.0, 10.0)
 
 
 def make_highway_env(name: str) -> HighwayDriving:
@@ -168,6 +215,8 @@ class Driver:
     safe_brake: float = 4.0  # MOBIL: the new follower may be made to brake at most this hard (m/s^2)
     noise: float = 0.05  # std of Gaussian noise on the acceleration action
     steer_noise: float = 0.04  # std of Gaussian noise on the steering action (1 unit = STEER_MAX rad)
+    lapse_rate: float = 0.0  # per-step probability of a lapse of attention: the car ahead is ignored for a while
+    lapse_steps: tuple = (10, 30)  # a lapse lasts this many policy steps (uniform, inclusive): 2-6 s at 5 Hz
 
 
 DRIVERS = (
@@ -178,6 +227,10 @@ DRIVERS = (
            noise=0.15, steer_noise=0.15),
     Driver("reckless", target_speed=36.0, headway=0.1, min_gap=0.5, max_accel=5.0, comfort_brake=1.0,
            lane_change_gain=0.0, safe_brake=50.0, noise=0.5, steer_noise=0.3),
+    # drives like `normal` but now and then stops watching the car ahead: many near misses, some rear-end crashes,
+    # the same situations with and without braking, which is what a critic needs to learn what a crash costs
+    Driver("distracted", target_speed=34.0, headway=1.2, min_gap=5.0, noise=0.1, steer_noise=0.08,
+           lapse_rate=0.06, lapse_steps=(10, 30)),
 )
 DRIVER_NAMES = tuple(d.name for d in DRIVERS)
 
@@ -234,9 +287,16 @@ def driver_action(driver: Driver, env: HighwayDriving, state: dict, rng: np.rand
             target = best
     state["target_lane"] = target
 
-    accel = accel_in(lane_index)[0]
-    if target != lane_index:  # also keep a safe distance to the car ahead in the target lane
-        accel = min(accel, accel_in(target)[0])
+    lapse = state.get("lapse", 0)
+    if lapse == 0 and driver.lapse_rate > 0 and rng.random() < driver.lapse_rate:
+        lapse = int(rng.integers(driver.lapse_steps[0], driver.lapse_steps[1] + 1))
+    state["lapse"] = max(lapse - 1, 0)
+    if lapse:  # not looking: accelerate towards the target speed as on an empty road
+        accel = _idm(driver, v.speed, None, None)
+    else:
+        accel = accel_in(lane_index)[0]
+        if target != lane_index:  # also keep a safe distance to the car ahead in the target lane
+            accel = min(accel, accel_in(target)[0])
     lane = network.get_lane(target)
     s, lateral = lane.local_coordinates(v.position)
     lane_heading = lane.heading_at(s + max(v.speed, 1.0) * 0.2)
@@ -284,7 +344,7 @@ def _collect(args):
     return rows
 
 
-def generate_highway(name: str = "highway-fast-v0", episodes: int = 400, workers: int = 1, seed: int = 0,
+def generate_highway(name: str = "highway-fast-v0", episodes: int = 500, workers: int = 1, seed: int = 0,
                      out_dir: str = "~/.dipole/highway", progress: bool = True) -> dict:
     """Write `out_dir/BASE.npz`: episodes cycling through the scripted drivers, rows in the library's format."""
     from dipole.utils import atomic_write_npz, parallel_map
@@ -340,7 +400,7 @@ def load_highway(name: str, dataset_path: str | None = None, clip_actions: bool 
         raise DatasetError(f"{path}: missing key(s) {missing}; remake it with `dipole data highway`")
     arrays["rewards"] = sum(weights[t] * arrays[f"terms/{t}"] for t in TERMS).astype(np.float32)
     arrays["masks"] = 1.0 - arrays["terminated"]
-    return Dataset(arrays, name=path, clip_actions=clip_actions, obs_shape=(5 * len(FEATURES),), action_dim=2)
+    return Dataset(arrays, name=path, clip_actions=clip_actions, obs_shape=(OBS_DIM,), action_dim=2)
 
 
 def evaluate_driver(driver: Driver, env_name: str, episodes: int, seed: int = 0, num_envs: int = 16) -> dict:

@@ -6,15 +6,15 @@ import pytest
 pytest.importorskip("highway_env", reason="the highway benchmark needs `pip install 'dipole-rl[highway]'`")
 
 from conftest import TINY  # noqa: E402
-from dipole.highway import (DEFAULT_WEIGHTS, DRIVERS, TERMS, HighwayDriving, driver_action,  # noqa: E402
-                            generate_highway, load_highway, parse_highway_name)
+from dipole.highway import (DEFAULT_WEIGHTS, DRIVERS, OBS_DIM, OBS_NAMES, TERMS, HighwayDriving,  # noqa: E402
+                            driver_action, generate_highway, load_highway, parse_highway_name)
 
 
 def test_reward_terms_sum_to_the_logged_return():
     env = HighwayDriving("highway-fast-v0:collision=7,lane=0.5")
     assert env.weights == {**DEFAULT_WEIGHTS, "collision": 7.0, "lane": 0.5}
     obs, _ = env.reset(seed=3)
-    assert obs.shape == (35,) and obs.dtype == np.float32
+    assert obs.shape == (OBS_DIM,) == (30,) and obs.dtype == np.float32
     rng = np.random.default_rng(0)
     total, state, done, steps = 0.0, {}, False, 0
     per_term = dict.fromkeys(TERMS, 0.0)
@@ -35,6 +35,48 @@ def test_reward_terms_sum_to_the_logged_return():
     assert stats["mean_speed"] > 10 and stats["distance"] > 0 and steps <= 151
 
 
+def test_observation_states_gaps_and_speeds_in_metres():
+    """On the straight highway the slot values are plain geometry: check them against the simulator's vehicles."""
+    env = HighwayDriving("highway-fast-v0")
+    rng = np.random.default_rng(1)
+    state, checked = {}, 0
+    env.reset(seed=11)
+    for _ in range(30):
+        obs, *_ = env.step(driver_action(DRIVERS[1], env, state, rng))
+        o = dict(zip(OBS_NAMES, obs))
+        road, ego = env.unwrapped.road, env.vehicle
+        assert o["ego_speed"] * 5 + 25 == pytest.approx(ego.speed * np.cos(ego.heading), abs=1e-4)
+        assert o["ego_lane_offset"] * 2 == pytest.approx(ego.position[1] - 4.0 * ego.lane_index[2], abs=1e-4)
+        front, rear = road.neighbour_vehicles(ego, ego.lane_index)
+        if front is not None and front.position[0] - ego.position[0] < 100:
+            assert o["same_ahead_present"] == 1.0
+            assert o["same_ahead_gap"] * 50 == pytest.approx(front.position[0] - ego.position[0] - 5.0, abs=1e-3)
+            assert o["same_ahead_rel_speed"] * 5 == pytest.approx(front.speed - ego.speed, abs=1e-4)
+            checked += 1
+        if rear is None:
+            assert (o["same_behind_present"], o["same_behind_gap"]) == (0.0, 2.0)
+        assert o["left_lane_exists"] == float(ego.lane_index[2] > 0)
+        assert o["right_lane_exists"] == float(ego.lane_index[2] < 2)
+    assert checked > 10
+
+
+def test_distracted_driver_ignores_the_car_ahead_during_a_lapse():
+    distracted = next(d for d in DRIVERS if d.name == "distracted")
+    env = HighwayDriving("highway-fast-v0")
+    env.reset(seed=0)
+    always = __import__("dataclasses").replace(distracted, lapse_rate=1.0, lapse_steps=(3, 3), noise=0.0)
+    attentive = __import__("dataclasses").replace(distracted, lapse_rate=0.0, noise=0.0)
+    ego = env.vehicle
+    front = env.unwrapped.road.neighbour_vehicles(ego, ego.lane_index)[0]
+    front.position[0] = ego.position[0] + 8.0  # a slower car 3 m ahead (bumper to bumper)
+    front.speed = ego.speed - 5.0
+    rng = np.random.default_rng(0)
+    assert driver_action(attentive, env, {}, rng)[0] == -1.0  # brakes as hard as it can
+    state = {}
+    assert driver_action(always, env, state, rng)[0] > 0  # does not look: accelerates towards its target speed
+    assert state["lapse"] == 2  # three steps long, one spent
+
+
 def test_bad_names_and_actions():
     with pytest.raises(ValueError, match="unknown highway environment"):
         parse_highway_name("highway-slow-v0")
@@ -53,16 +95,16 @@ def test_bad_names_and_actions():
 @pytest.fixture(scope="module")
 def highway_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("highway")
-    return generate_highway("highway-fast-v0", episodes=4, workers=1, seed=0, out_dir=str(out), progress=False)
+    return generate_highway("highway-fast-v0", episodes=len(DRIVERS), workers=1, seed=0, out_dir=str(out), progress=False)
 
 
 def test_generated_data_loads_validates_and_reweights(highway_data):
     data = load_highway("highway-fast-v0", highway_data["path"])
-    assert len(data) == highway_data["transitions"] and data.obs_dim == 35 and data.action_dim == 2
+    assert len(data) == highway_data["transitions"] and data.obs_dim == OBS_DIM and data.action_dim == 2
     assert np.abs(data["actions"]).max() <= 1.0
     raw = np.load(highway_data["path"])
     # one episode per scripted driver, terminals close each, masks are 0 only on crashes / leaving the road
-    assert sorted(np.unique(raw["driver"])) == [0, 1, 2, 3] and raw["terminals"].sum() == 4
+    assert sorted(np.unique(raw["driver"])) == list(range(len(DRIVERS))) and raw["terminals"].sum() == len(DRIVERS)
     assert np.array_equal(data["masks"] == 0, (raw["terms/collision"] < 0) | (raw["terms/offroad"] < 0))
     expected = sum(DEFAULT_WEIGHTS[t] * raw[f"terms/{t}"] for t in TERMS)
     np.testing.assert_allclose(data["rewards"], expected, rtol=1e-6)
