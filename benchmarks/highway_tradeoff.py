@@ -1,6 +1,6 @@
 """Driving trade-off: how omega moves DIPOLE between cautious and assertive driving, next to the data's drivers.
 
-    python benchmarks/highway_tradeoff.py [--out runs/highway] [--steps 20000] [--episodes 30]
+    python benchmarks/highway_tradeoff.py [--out runs/highway] [--steps 40000] [--episodes 30]
 
 Makes the scripted-driver dataset (if missing), trains DIPOLE, BC and IQL on it (small networks), evaluates the
 scripted drivers, the baselines, DIPOLE at its headline omega (fixed in advance in dipole/configs.py) and DIPOLE over
@@ -24,7 +24,7 @@ def main(argv=None):
     p.add_argument("--out", default="runs/highway")
     p.add_argument("--env", default=ENV, help="highway env name, optionally with ':speed=W,collision=W,...'")
     p.add_argument("--data-episodes", type=int, default=500)
-    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--steps", type=int, default=40_000)
     p.add_argument("--episodes", type=int, default=30, help="evaluation episodes per point")
     p.add_argument("--omegas", default="0,0.5,1,2,4")
     p.add_argument("--agents", default="dipole,bc,iql")
@@ -67,7 +67,7 @@ def main(argv=None):
         if key not in results["evals"]:
             t = time.time()
             results["evals"][key] = fn()
-            print(f"  {key}: collision {results['evals'][key]['collision']:.2f}, speed "
+            print(f"  {key}: crash/off-road {failure(results['evals'][key]):.2f}, speed "
                   f"{results['evals'][key]['mean_speed']:.1f} m/s, return {results['evals'][key]['return']:.1f} "
                   f"({time.time() - t:.0f}s)", flush=True)
             save()
@@ -102,14 +102,19 @@ def main(argv=None):
     print(f"wrote {args.out}/results.json, tradeoff.md, tradeoff.png ({time.time() - t0:.0f}s)")
 
 
+def failure(r) -> float:
+    """Fraction of episodes ended by a crash or by leaving the road (older results: the sum, capped at 1)."""
+    return r.get("failure", min(1.0, r["collision"] + r["offroad"]))
+
+
 def table(results) -> str:
     from dipole.highway import DRIVERS
 
     s = results["settings"]
     lines = [f"`{s['env']}`, {s['episodes']} evaluation episodes per row (same seeds), {s['steps']} updates, "
              f"`{s['preset']}` networks; reward weights {results['weights']}.", "",
-             "| policy | collision % | off-road % | mean speed (m/s) | distance (m) | return | speed term | "
-             "lane term |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| policy | crash or off-road % | collision % | off-road % | mean speed (m/s) | distance (m) | return | "
+             "speed term | lane term |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     def order(key):
         group = 0 if key.startswith("driver/") else 2 if key.startswith("dipole") else 1
         omega = float(key.split("=")[1]) if "omega=" in key else -1.0
@@ -121,7 +126,7 @@ def table(results) -> str:
     for key in keys:
         r = results["evals"][key]
         label = key.replace("/headline", " (headline: config omega, K)").replace("driver/", "scripted: ")
-        lines.append(f"| {label} | {100 * r['collision']:.1f} | {100 * r['offroad']:.1f} | {r['mean_speed']:.2f} | "
+        lines.append(f"| {label} | {100 * failure(r):.1f} | {100 * r['collision']:.1f} | {100 * r['offroad']:.1f} | {r['mean_speed']:.2f} | "
                      f"{r['distance']:.0f} | {r['return']:.1f} ± {r['return_std']:.1f} | {r['return_speed']:.1f} | "
                      f"{r['return_lane']:.1f} |")
     return "\n".join(lines)
@@ -138,16 +143,16 @@ def plot(results, path):
     ax = axes[0]
     for key, r in ev.items():
         if key.startswith("driver/"):
-            ax.plot(r["mean_speed"], 100 * r["collision"], "s", color="grey")
-            ax.annotate(key[7:], (r["mean_speed"], 100 * r["collision"]), textcoords="offset points", xytext=(4, 4),
+            ax.plot(r["mean_speed"], 100 * failure(r), "s", color="grey")
+            ax.annotate(key[7:], (r["mean_speed"], 100 * failure(r)), textcoords="offset points", xytext=(4, 4),
                         fontsize=8, color="grey")
     sweep = sorted(((float(k.split("=")[1]), r) for k, r in ev.items() if k.startswith("dipole/omega=")),
                    key=lambda x: x[0])
     if sweep:
-        ax.plot([r["mean_speed"] for _, r in sweep], [100 * r["collision"] for _, r in sweep], "o-",
+        ax.plot([r["mean_speed"] for _, r in sweep], [100 * failure(r) for _, r in sweep], "o-",
                 color="tab:blue", label="DIPOLE, omega sweep (K=1)")
         for w, r in sweep:
-            ax.annotate(f"ω={w:g}", (r["mean_speed"], 100 * r["collision"]), textcoords="offset points",
+            ax.annotate(f"ω={w:g}", (r["mean_speed"], 100 * failure(r)), textcoords="offset points",
                         xytext=(4, -10), fontsize=8, color="tab:blue")
     markers = {"dipole": ("*", "tab:red"), "bc": ("^", "tab:green"), "iql": ("v", "tab:purple")}
     for key, r in ev.items():
@@ -155,9 +160,9 @@ def plot(results, path):
             name = key.split("/")[0]
             m, c = markers.get(name, ("D", "black"))
             label = f"{name} (headline)" if name != "dipole" else "DIPOLE headline (omega, K from config)"
-            ax.plot(r["mean_speed"], 100 * r["collision"], m, color=c, markersize=11, label=label)
+            ax.plot(r["mean_speed"], 100 * failure(r), m, color=c, markersize=11, label=label)
     ax.set_xlabel("mean forward speed (m/s)")
-    ax.set_ylabel("collision rate (%)")
+    ax.set_ylabel("episodes ended by a crash or leaving the road (%)")
     ax.set_title("assertiveness vs safety")
     ax.legend(fontsize=8)
     ax = axes[1]

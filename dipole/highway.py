@@ -159,6 +159,7 @@ class HighwayDriving:
         if terminated or truncated:
             info["episode_stats"] = {
                 "collision": float(v.crashed), "offroad": float(not v.on_road),
+                "failure": float(v.crashed or not v.on_road),
                 "mean_speed": s["speed_sum"] / s["steps"], "distance": float(v.position[0]) - self._x0,
                 **{f"return_{t}": s[f"return_{t}"] for t in TERMS},
             }
@@ -217,6 +218,7 @@ class Driver:
     steer_noise: float = 0.04  # std of Gaussian noise on the steering action (1 unit = STEER_MAX rad)
     lapse_rate: float = 0.0  # per-step probability of a lapse of attention: the car ahead is ignored for a while
     lapse_steps: tuple = (10, 30)  # a lapse lasts this many policy steps (uniform, inclusive): 2-6 s at 5 Hz
+    lapse_drift: float = 0.0  # during a lapse the wheel is held at N(0, lapse_drift^2) (action units), no lane keeping
 
 
 DRIVERS = (
@@ -227,10 +229,11 @@ DRIVERS = (
            noise=0.15, steer_noise=0.15),
     Driver("reckless", target_speed=36.0, headway=0.1, min_gap=0.5, max_accel=5.0, comfort_brake=1.0,
            lane_change_gain=0.0, safe_brake=50.0, noise=0.5, steer_noise=0.3),
-    # drives like `normal` but now and then stops watching the car ahead: many near misses, some rear-end crashes,
-    # the same situations with and without braking, which is what a critic needs to learn what a crash costs
+    # drives like `normal` but faster and now and then stops paying attention for 2-6 s: ignores the car ahead and lets
+    # the wheel drift. Many near misses, lane departures and recoveries, and rear-end crashes and road exits: the
+    # same situations with and without a reaction, which is what a critic needs to learn what a crash costs
     Driver("distracted", target_speed=34.0, headway=1.2, min_gap=5.0, noise=0.1, steer_noise=0.08,
-           lapse_rate=0.06, lapse_steps=(10, 30)),
+           lapse_rate=0.02, lapse_steps=(10, 30), lapse_drift=0.03),
 )
 DRIVER_NAMES = tuple(d.name for d in DRIVERS)
 
@@ -290,6 +293,7 @@ def driver_action(driver: Driver, env: HighwayDriving, state: dict, rng: np.rand
     lapse = state.get("lapse", 0)
     if lapse == 0 and driver.lapse_rate > 0 and rng.random() < driver.lapse_rate:
         lapse = int(rng.integers(driver.lapse_steps[0], driver.lapse_steps[1] + 1))
+        state["drift"] = float(rng.normal(0.0, driver.lapse_drift)) if driver.lapse_drift > 0 else None
     state["lapse"] = max(lapse - 1, 0)
     if lapse:  # not looking: accelerate towards the target speed as on an empty road
         accel = _idm(driver, v.speed, None, None)
@@ -302,8 +306,10 @@ def driver_action(driver: Driver, env: HighwayDriving, state: dict, rng: np.rand
     lane_heading = lane.heading_at(s + max(v.speed, 1.0) * 0.2)
     desired = lane_heading + np.clip(np.arctan(-lateral / max(v.speed, 1.0)), -0.15, 0.15)  # lateral: ~1 s
     heading_error = (desired - v.heading + np.pi) % (2 * np.pi) - np.pi
-    steering = v.LENGTH * heading_error / (max(v.speed, 1.0) * 0.5)  # close the error in ~0.5 s
-    action = np.array([accel / 5.0, steering / STEER_MAX]) + rng.normal(0.0, 1.0, 2) * [driver.noise,
+    steering = v.LENGTH * heading_error / (max(v.speed, 1.0) * 0.5) / STEER_MAX  # close the error in ~0.5 s
+    if lapse and state.get("drift") is not None:  # not looking: the wheel stays where it drifted
+        steering = state["drift"]
+    action = np.array([accel / 5.0, steering]) + rng.normal(0.0, 1.0, 2) * [driver.noise,
                                                                                             driver.steer_noise]
     return np.clip(action, -1.0, 1.0).astype(np.float32)
 

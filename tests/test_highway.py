@@ -1,5 +1,7 @@
 """Highway driving: reward terms add up, scripted-driver data loads and reweights, a tiny train/eval runs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,7 @@ def test_reward_terms_sum_to_the_logged_return():
     for t in TERMS:
         assert stats[f"return_{t}"] == pytest.approx(per_term[t])
     assert stats["collision"] == float(info["crashed"])
+    assert stats["failure"] == float(stats["collision"] or stats["offroad"])
     assert stats["mean_speed"] > 10 and stats["distance"] > 0 and steps <= 151
 
 
@@ -64,8 +67,8 @@ def test_distracted_driver_ignores_the_car_ahead_during_a_lapse():
     distracted = next(d for d in DRIVERS if d.name == "distracted")
     env = HighwayDriving("highway-fast-v0")
     env.reset(seed=0)
-    always = __import__("dataclasses").replace(distracted, lapse_rate=1.0, lapse_steps=(3, 3), noise=0.0)
-    attentive = __import__("dataclasses").replace(distracted, lapse_rate=0.0, noise=0.0)
+    always = dataclasses.replace(distracted, lapse_rate=1.0, lapse_steps=(3, 3), noise=0.0, steer_noise=0.0)
+    attentive = dataclasses.replace(distracted, lapse_rate=0.0, noise=0.0, steer_noise=0.0)
     ego = env.vehicle
     front = env.unwrapped.road.neighbour_vehicles(ego, ego.lane_index)[0]
     front.position[0] = ego.position[0] + 8.0  # a slower car 3 m ahead (bumper to bumper)
@@ -73,8 +76,11 @@ def test_distracted_driver_ignores_the_car_ahead_during_a_lapse():
     rng = np.random.default_rng(0)
     assert driver_action(attentive, env, {}, rng)[0] == -1.0  # brakes as hard as it can
     state = {}
-    assert driver_action(always, env, state, rng)[0] > 0  # does not look: accelerates towards its target speed
+    action = driver_action(always, env, state, rng)
+    assert action[0] > 0  # does not look: accelerates towards its target speed
     assert state["lapse"] == 2  # three steps long, one spent
+    assert state["drift"] != 0 and action[1] == pytest.approx(state["drift"])  # and the wheel is left where it was
+    assert driver_action(always, env, state, rng)[1] == pytest.approx(state["drift"]) and state["lapse"] == 1
 
 
 def test_bad_names_and_actions():
