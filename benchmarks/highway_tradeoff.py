@@ -112,7 +112,8 @@ def table(results) -> str:
 
     s = results["settings"]
     lines = [f"`{s['env']}`, {s['episodes']} evaluation episodes per row (same seeds), {s['steps']} updates, "
-             f"`{s['preset']}` networks; reward weights {results['weights']}.", "",
+             f"`{s['preset']}` networks; reward weights {results['weights']}"
+             + (f"; overrides {', '.join(s['config'])}." if s.get("config") else "."), "",
              "| policy | crash or off-road % | collision % | off-road % | mean speed (m/s) | distance (m) | return | "
              "speed term | lane term |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     def order(key):

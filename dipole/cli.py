@@ -49,13 +49,21 @@ def split_config_args(argv: list[str]) -> tuple[list[str], dict]:
 
 
 # ---------------------------------------------------------------------------------------------- sweeps
+# per-episode statistics some environments report (highway driving), shown as extra columns when present
+EXTRA_COLUMNS = (("failure", "crash or off-road", 100.0, "{:.1f}%"), ("mean_speed", "mean speed (m/s)", 1.0, "{:.2f}"),
+                 ("distance", "distance (m)", 1.0, "{:.0f}"))
+
+
 def format_sweep_table(rows: list[dict], headline_omega=None, headline_k=None) -> str:
-    lines = ["| omega | K | success rate | return | episode length |", "|---:|---:|---:|---:|---:|"]
+    extra = [c for c in EXTRA_COLUMNS if rows and all(c[0] in r for r in rows)]
+    lines = ["| omega | K | success rate | return | episode length |" + "".join(f" {c[1]} |" for c in extra),
+             "|---:|---:|---:|---:|---:|" + "---:|" * len(extra)]
     for r in rows:
         mark = " (headline)" if (r["omega"] == headline_omega and r["num_candidates"] == headline_k) else ""
         succ = "-" if r["success"] is None else f"{100 * r['success']:.1f}% ± {100 * r['success_std']:.1f}"
         lines.append(f"| {r['omega']:g}{mark} | {r['num_candidates']} | {succ} | {r['return']:.1f} ± "
-                     f"{r['return_std']:.1f} | {r['length']:.0f} |")
+                     f"{r['return_std']:.1f} | {r['length']:.0f} |"
+                     + "".join(" " + fmt.format(scale * r[key]) + " |" for key, _, scale, fmt in extra))
     return "\n".join(lines)
 
 

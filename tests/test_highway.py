@@ -137,3 +137,8 @@ def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     for key in ("collision", "offroad", "mean_speed", "distance", *[f"return_{t}" for t in TERMS]):
         assert key in res
     assert res["return"] == pytest.approx(sum(res[f"return_{t}"] for t in TERMS), abs=1e-6)
+    from dipole.cli import format_sweep_table
+
+    header, _, row = format_sweep_table([res]).splitlines()
+    assert header.endswith("| crash or off-road | mean speed (m/s) | distance (m) |")
+    assert row.endswith(f"| {100 * res['failure']:.1f}% | {res['mean_speed']:.2f} | {res['distance']:.0f} |")
