@@ -23,7 +23,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/highway")
     p.add_argument("--env", default=ENV, help="highway env name, optionally with ':speed=W,collision=W,...'")
-    p.add_argument("--data-episodes", type=int, default=500)
+    p.add_argument("--data-episodes", type=int, help="scripted-driver episodes (default: 100 per driver)")
     p.add_argument("--steps", type=int, default=40_000)
     p.add_argument("--episodes", type=int, default=30, help="evaluation episodes per point")
     p.add_argument("--omegas", default="0,0.5,1,2,4")
@@ -39,7 +39,11 @@ def main(argv=None):
     from dipole.agents.base import parse_overrides
     from dipole.configs import build_config
     from dipole.evaluation import evaluate_agent
-    from dipole.highway import DRIVERS, evaluate_driver, generate_highway, load_highway, parse_highway_name
+    from dipole.highway import (DEFAULT_DATA_EPISODES, DRIVERS, evaluate_driver, generate_highway, load_highway,
+                                parse_highway_name)
+
+    args.data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
+    overrides = parse_overrides(args.config)
     from dipole.train import TrainSettings, train
     from dipole.utils import atomic_write_json
 
@@ -79,7 +83,7 @@ def main(argv=None):
 
     agents = {}
     for name in [a.strip() for a in args.agents.split(",") if a.strip()]:
-        extra = {k: v for k, v in parse_overrides(args.config).items() if k in build_config(name, args.env).to_dict()}
+        extra = {k: v for k, v in overrides.items() if k in build_config(name, args.env).to_dict()}
         config = build_config(name, args.env, args.preset, {"lr": args.lr, **extra})
         run_dir = os.path.join(args.out, "runs", name)
         print(f"training {name} for {args.steps} updates -> {run_dir}", flush=True)
@@ -116,14 +120,15 @@ def table(results) -> str:
              + (f"; overrides {', '.join(s['config'])}." if s.get("config") else "."), "",
              "| policy | crash or off-road % | collision % | off-road % | mean speed (m/s) | distance (m) | return | "
              "speed term | lane term |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    def order(key):
-        group = 0 if key.startswith("driver/") else 2 if key.startswith("dipole") else 1
-        omega = float(key.split("=")[1]) if "omega=" in key else -1.0
-        return group, omega, key
-
     drivers = [d.name for d in DRIVERS]
-    keys = sorted(results["evals"], key=lambda k: (order(k)[0], drivers.index(k[7:]) if k.startswith("driver/") else 0,
-                                                  *order(k)[1:]))
+
+    def order(key):  # scripted drivers in their own order, then the baselines, then DIPOLE's headline and sweep
+        if key.startswith("driver/"):
+            return 0, drivers.index(key[7:]), 0.0, key
+        omega = float(key.split("=")[1]) if "omega=" in key else -1.0
+        return 2 if key.startswith("dipole") else 1, 0, omega, key
+
+    keys = sorted(results["evals"], key=order)
     for key in keys:
         r = results["evals"][key]
         label = key.replace("/headline", " (headline: config omega, K)").replace("driver/", "scripted: ")

@@ -201,6 +201,10 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
     return summary
 
 
+def _unit(summary: dict) -> str:
+    return "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
+
+
 def _cell(ms, bold=False, seeds=2):
     if ms is None:
         return "—"
@@ -212,7 +216,7 @@ def markdown_tables(summary: dict) -> str:
     agents = list(summary["agents"])
     tasks = list(next(iter(summary["agents"].values()))["tasks"])
     spread = f"mean ± std over {summary['seeds']} seeds" if summary["seeds"] > 1 else "one seed, so no spread"
-    unit = "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
+    unit = _unit(summary)
     lines = [f"Suite `{summary['suite']}`: {unit}, {spread}; "
              f"{summary['steps']} updates, `{summary['preset']}` networks, {summary['eval_episodes']} episodes per "
              "evaluation; headline omega and K from each agent's config (fixed in advance).", "",
@@ -252,7 +256,7 @@ def bench_plots(summary: dict, out_dir: str) -> None:
         axes[0].bar(np.arange(len(tasks)) + i * width, m, width, yerr=s, capsize=3, label=a)
     axes[0].set_xticks(np.arange(len(tasks)) + width * (len(agents) - 1) / 2)
     axes[0].set_xticklabels([t.split("singletask-")[-1].removesuffix("-v0") for t in tasks])
-    unit = "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
+    unit = _unit(summary)
     axes[0].set_ylabel(unit)
     axes[0].set_title(f"{summary['category']}: headline (fixed omega)")
     axes[0].legend(fontsize=8)

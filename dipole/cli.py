@@ -94,9 +94,10 @@ def cmd_data(args):
     if args.source != "highway" and not args.name:
         raise ValueError(f"`dipole data {args.source}` needs a NAME (see `dipole data --help`)")
     if args.source == "highway":
-        from dipole.highway import generate_highway
+        from dipole.highway import DEFAULT_DATA_EPISODES, generate_highway
 
-        info = generate_highway(args.name or "highway-fast-v0", episodes=args.episodes or 500, workers=args.workers,
+        info = generate_highway(args.name or "highway-fast-v0", episodes=args.episodes or DEFAULT_DATA_EPISODES,
+                                workers=args.workers,
                                 seed=args.seed, out_dir=args.out or "~/.dipole/highway")
     elif args.source == "dmc":
         from dipole.data.dmc import generate_dmc

@@ -237,6 +237,7 @@ DRIVERS = (
            lapse_rate=0.02, lapse_steps=(10, 30), lapse_drift=0.03),
 )
 DRIVER_NAMES = tuple(d.name for d in DRIVERS)
+DEFAULT_DATA_EPISODES = 100 * len(DRIVERS)  # `dipole data highway` and the trade-off benchmark
 
 
 def _idm(driver: Driver, speed: float, front, gap: float | None) -> float:
@@ -351,7 +352,7 @@ def _collect(args):
     return rows
 
 
-def generate_highway(name: str = "highway-fast-v0", episodes: int = 500, workers: int = 1, seed: int = 0,
+def generate_highway(name: str = "highway-fast-v0", episodes: int = DEFAULT_DATA_EPISODES, workers: int = 1, seed: int = 0,
                      out_dir: str = "~/.dipole/highway", progress: bool = True) -> dict:
     """Write `out_dir/BASE.npz`: episodes cycling through the scripted drivers, rows in the library's format."""
     from dipole.utils import atomic_write_npz, parallel_map

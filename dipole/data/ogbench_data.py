@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 
-
 from dipole.data.dataset import Dataset, DatasetError
 
 DEFAULT_DATASET_DIR = "~/.ogbench/data"
