@@ -8,13 +8,17 @@ guided ODE with exact velocity fields, and under a DIPOLE agent trained for 4000
 """
 
 import json
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole import DIPOLEAgent, DIPOLEConfig, analysis
-from dipole.train import train_chunk
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import oracles as analysis  # noqa: E402  (tests/oracles.py: exact reference flows, a test oracle)
+from dipole import DIPOLEAgent, DIPOLEConfig  # noqa: E402
+from dipole.runners.offline import train_chunk  # noqa: E402
 
 BETA, FLOW_STEPS = 2.0, 20
 

@@ -13,7 +13,7 @@ import numpy as np
 def main():
     import ogbench
 
-    from dipole.data.generate import generate_ogbench
+    from dipole.datagen.ogbench import generate_ogbench
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--episodes", type=int, default=20)

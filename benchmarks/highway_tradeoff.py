@@ -36,16 +36,18 @@ def main(argv=None):
                    help="config override for every agent that has KEY (repeatable), e.g. --config expectile=0.7")
     args = p.parse_args(argv)
 
+    from dipole.agents import build_config
     from dipole.agents.base import parse_overrides
-    from dipole.configs import build_config
-    from dipole.evaluation import evaluate_agent
-    from dipole.highway import (DEFAULT_DATA_EPISODES, DRIVERS, evaluate_driver, generate_highway, load_highway,
-                                parse_highway_name)
+    from dipole.bench.highway import evaluate_driver
+    from dipole.data.highway import load_highway
+    from dipole.datagen.highway import DEFAULT_DATA_EPISODES, DRIVERS, generate_highway
+    from dipole.envs.highway import parse_highway_name
+    from dipole.runners.evaluation import evaluate_agent
+    from dipole.runners.offline import TrainSettings, train
+    from dipole.storage import atomic_write_json
 
     args.data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
     overrides = parse_overrides(args.config)
-    from dipole.train import TrainSettings, train
-    from dipole.utils import atomic_write_json
 
     t0 = time.time()
     base, weights = parse_highway_name(args.env)
@@ -112,7 +114,7 @@ def failure(r) -> float:
 
 
 def table(results) -> str:
-    from dipole.highway import DRIVERS
+    from dipole.datagen.highway import DRIVERS
 
     s = results["settings"]
     lines = [f"`{s['env']}`, {s['episodes']} evaluation episodes per row (same seeds), {s['steps']} updates, "

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dipole.agents import AGENTS
-from dipole.configs import SIZE_PRESETS
+from dipole.agents.presets import SIZE_PRESETS
 
 
 def timed(fn, seconds: float, min_iters: int = 3):

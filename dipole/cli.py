@@ -1,161 +1,292 @@
-"""Command line: `dipole quickstart | train | eval | data`."""
+"""dipole: offline RL with flow policies and an inference-time greediness knob.
 
-from __future__ import annotations
+Subcommands: quickstart, train, eval, finetune, bench, data. `dipole SUBCOMMAND --help` lists every option with its
+type and default; agent hyperparameters are `--config.FIELD VALUE` in train, eval, finetune and bench alike.
+"""
 
-import argparse
+
+import ast
+import dataclasses
+import inspect
 import json
 import os
 import sys
-import time
+import typing
+from typing import Annotated, Literal, Optional
 
-QUICKSTART_DATASET = "pointmaze-medium-navigate-v0"
-QUICKSTART_TASK = "pointmaze-medium-navigate-singletask-task1-v0"
+import tyro
 
+from dipole.agents import AGENTS, SIZE_PRESETS, build_config, get_agent
+from dipole.runners.logging import LogSettings
+from dipole.runners.offline import TrainSettings
+from dipole.runners.online import FinetuneSettings
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+AgentName = Literal[tuple(AGENTS)]  # type: ignore[valid-type]
+PresetName = Literal[tuple(SIZE_PRESETS)]  # type: ignore[valid-type]
+Flat = tyro.conf.OmitArgPrefixes  # a nested settings block whose options appear without a prefix (--steps, --seed)
 
 
-def split_config_args(argv: list[str]) -> tuple[list[str], dict]:
-    """Pull `--config.KEY=VALUE` / `--config.KEY VALUE` out of argv."""
-    rest, overrides = [], {}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--config."):
-            body = a[len("--config."):]
-            if "=" in body:
-                k, v = body.split("=", 1)
-            elif i + 1 < len(argv):
-                k, v = body, argv[i + 1]
-                i += 1
+# ---------------------------------------------------------------------------------------------- config options
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each dataclass field (what tyro shows as help), read from the class and its bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            body = ast.parse(inspect.getsource(klass).lstrip()).body[0].body
+        except (OSError, TypeError, IndexError):
+            continue
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def config_options(config_classes: list, defaults=None, note: str = "") -> type:
+    """A dataclass of `--config.FIELD` options for the fields of `config_classes`.
+
+    With `defaults` (a config instance) every option defaults to its value there; without, every option is optional
+    (None = not given) and `note` says what applies instead.
+    """
+    fields, seen = [], set()
+    for cls in config_classes:
+        docs, hints = field_docs(cls), typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            hint = hints[f.name]
+            marks = [tyro.conf.FlagConversionOff] if hint is bool else []
+            help_text = docs.get(f.name, "")
+            if defaults is not None:
+                value = getattr(defaults, f.name)
+                fields.append((f.name, Annotated[(hint, *marks, tyro.conf.arg(help=help_text))],
+                               dataclasses.field(default=value)))
             else:
-                raise SystemExit(f"error: {a} needs a value, e.g. {a}=3")
-            overrides[k] = v
-        else:
-            rest.append(a)
-        i += 1
-    return rest, overrides
+                users = [a for a, (_, c) in AGENTS.items() if c in config_classes and f.name in c.field_names()]
+                extra = f" [{', '.join(users)}]" if len(config_classes) > 1 else ""
+                fields.append((f.name, Annotated[(Optional[hint], *marks,
+                                                  tyro.conf.arg(help=f"{help_text} ({note}){extra}"))],
+                               dataclasses.field(default=None)))
+    return dataclasses.make_dataclass("ConfigOptions", fields, frozen=True)
 
 
-# ---------------------------------------------------------------------------------------------- sweeps
-# per-episode statistics some environments report (highway driving), shown as extra columns when present
-EXTRA_COLUMNS = (("failure", "crash or off-road", 100.0, "{:.1f}%"), ("mean_speed", "mean speed (m/s)", 1.0, "{:.2f}"),
-                 ("distance", "distance (m)", 1.0, "{:.0f}"))
+def given(options) -> dict:
+    """The `--config.*` options that were set (optional ones left at None are not)."""
+    return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
 
 
-def format_sweep_table(rows: list[dict], headline_omega=None, headline_k=None) -> str:
-    extra = [c for c in EXTRA_COLUMNS if rows and all(c[0] in r for r in rows)]
-    lines = ["| omega | K | success rate | return | episode length |" + "".join(f" {c[1]} |" for c in extra),
-             "|---:|---:|---:|---:|---:|" + "---:|" * len(extra)]
-    for r in rows:
-        mark = " (headline)" if (r["omega"] == headline_omega and r["num_candidates"] == headline_k) else ""
-        succ = "-" if r["success"] is None else f"{100 * r['success']:.1f}% ± {100 * r['success_std']:.1f}"
-        lines.append(f"| {r['omega']:g}{mark} | {r['num_candidates']} | {succ} | {r['return']:.1f} ± "
-                     f"{r['return_std']:.1f} | {r['length']:.0f} |"
-                     + "".join(" " + fmt.format(scale * r[key]) + " |" for key, _, scale, fmt in extra))
-    return "\n".join(lines)
+def _peek(argv: list[str], flag: str) -> str | None:
+    """The value of `--flag VALUE` or `--flag=VALUE` in argv, if present (the last one wins, as argparse does)."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
 
 
-def run_sweep(agent, env_name, out_dir, omegas, candidates, episodes, seed, title=""):
-    from dipole.evaluation import omega_sweep
-    from dipole.plots import omega_sweep_plot
-    from dipole.utils import atomic_write_json
+# ---------------------------------------------------------------------------------------------- subcommands
+def make_commands(argv: list[str]) -> dict[str, type]:
+    """The subcommands' option dataclasses. Config defaults depend on --agent, --preset and --env (train) or on the
+    checkpoint (eval, finetune), so they are read from argv first and `--help` shows the values that will apply."""
+    agent = _peek(argv, "--agent") or "dipole"
+    agent = agent if agent in AGENTS else "dipole"  # an unknown name is refused by the Literal below
+    preset = _peek(argv, "--preset") or "paper"
+    preset = preset if preset in SIZE_PRESETS else "paper"
+    env = _peek(argv, "--env")
+    train_defaults = build_config(agent, env, preset)
+    ckpt_config = _checkpoint_config_class(_peek(argv, "--checkpoint"))
+    bench_agents = [a for a in (_peek(argv, "--agents") or "dipole").split(",") if a in AGENTS] or ["dipole"]
 
-    start = time.time()
-    total = len(omegas) * len(candidates)
+    TrainConfig = config_options([get_agent(agent)[1]], train_defaults)
+    EvalConfig = config_options([ckpt_config], note="default: the checkpoint's; only sampling fields")
+    FinetuneConfig = config_options([ckpt_config], note="default: the checkpoint's")
+    BenchConfig = config_options([get_agent(a)[1] for a in bench_agents],
+                                 note="default: each agent's, with the suite's settings")
 
-    def progress(row):
-        done = progress.n = getattr(progress, "n", 0) + 1
-        eta = (time.time() - start) / done * (total - done)
-        succ = "n/a" if row["success"] is None else f"{row['success']:.3f}"
-        print(f"  eval {done}/{total}: omega={row['omega']:g} K={row['num_candidates']} "
-              f"success={succ} return={row['return']:.1f}  (ETA {eta:.0f}s)", flush=True)
+    @dataclasses.dataclass
+    class Quickstart:
+        """Small end-to-end run on pointmaze: OGBench-protocol data, DIPOLE (small networks), omega sweep, plots."""
 
-    rows = omega_sweep(agent, env_name, omegas, candidates, episodes, seed=seed, progress=progress)
-    atomic_write_json(os.path.join(out_dir, "omega_sweep.json"), rows)
-    omega_sweep_plot(rows, os.path.join(out_dir, "omega_sweep.png"), title=title,
-                     headline_omega=getattr(agent.config, "omega", None))
-    return rows
+        run_dir: str = "runs/quickstart"
+        """Output folder."""
+        episodes: int = 200
+        """Training episodes of 1001 steps to generate."""
+        steps: int = 40_000
+        """Gradient updates."""
+        lr: float = 1e-3
+        """Adam learning rate (1e-3 for this short CPU budget)."""
+        eval_episodes: int = 10
+        """Episodes per evaluation."""
+        omega: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+        """Greediness values of the sweep."""
+        num_candidates: tuple[int, ...] = (1, 32)
+        """Rejection-sampling K values of the sweep."""
+        workers: int = os.cpu_count() or 1
+        """Processes for data generation."""
+        seed: int = 0
+        """Seed of data, training and evaluation."""
+        resume: bool = False
+        """Continue from the newest checkpoint in --run-dir."""
+
+    @dataclasses.dataclass
+    class Train:
+        """Train an agent offline (OGBench single-task name, dmc-DOMAIN-TASK, or highway-fast-v0[:weights]).
+
+        The agent's config is its defaults <- --preset <- settings fixed in advance for --env <- --config.FIELD.
+        Defaults shown below are those that apply to the --agent, --preset and --env on this command line.
+        """
+
+        env: str
+        """Environment / task, e.g. cube-single-play-singletask-task2-v0."""
+        dataset: Optional[str] = None
+        """Path to NAME.npz (NAME-val.npz beside it for OGBench); default: ~/.ogbench/data."""
+        agent: AgentName = "dipole"
+        """Agent to train."""
+        preset: PresetName = "paper"
+        """Network sizes: paper (4x512, a GPU job at 1M steps), small (3x128, for CPUs), tiny (2x32, tests)."""
+        run_dir: Optional[str] = None
+        """Output folder; default runs/ENV-AGENT-seedSEED."""
+        resume: bool = False
+        """Continue from the newest checkpoint in --run-dir."""
+        download: bool = False
+        """Let OGBench download missing dataset files (needs the internet)."""
+        clip_actions: bool = False
+        """Clip out-of-range dataset actions to [-1, 1] (and report how many)."""
+        settings: Annotated[TrainSettings, Flat] = dataclasses.field(default_factory=TrainSettings)
+        logging: Annotated[LogSettings, Flat] = dataclasses.field(default_factory=LogSettings)
+        config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @dataclasses.dataclass
+    class Eval:
+        """Evaluate a checkpoint at several omegas and K without retraining; each call writes new files."""
+
+        checkpoint: str
+        """Checkpoint file, or a run folder (its newest valid checkpoint)."""
+        omega: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+        """Greediness values to evaluate."""
+        num_candidates: tuple[int, ...] = (1, 32)
+        """Rejection-sampling K values to evaluate."""
+        episodes: int = 50
+        """Episodes per (omega, K)."""
+        env: Optional[str] = None
+        """Environment; default: the one stored in the checkpoint."""
+        seed: int = 0
+        """Seed of the evaluation episodes."""
+        out: Optional[str] = None
+        """Folder for eval-stepSTEP-N.json/png (N is new on every call); default: the run folder."""
+        config: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    @dataclasses.dataclass
+    class Finetune:
+        """Offline-to-online: keep training a checkpoint while acting in its environment."""
+
+        checkpoint: str
+        """Offline checkpoint file or run folder."""
+        env: Optional[str] = None
+        """Environment; default: the checkpoint's."""
+        dataset: Optional[str] = None
+        """Offline data for the buffer; default: the file the checkpoint was trained on."""
+        run_dir: Optional[str] = None
+        """Output folder; default runs/ENV-AGENT-finetune-seedSEED."""
+        resume: bool = False
+        """Continue the fine-tune in --run-dir after a kill."""
+        download: tyro.conf.Suppress[bool] = False
+        clip_actions: bool = False
+        """Clip out-of-range dataset actions to [-1, 1] (and report how many)."""
+        settings: Annotated[FinetuneSettings, Flat] = dataclasses.field(default_factory=FinetuneSettings)
+        logging: Annotated[LogSettings, Flat] = dataclasses.field(default_factory=LogSettings)
+        config: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
+
+    @dataclasses.dataclass
+    class Bench:
+        """Run every (task, agent, seed) of a suite; resumable; writes results.md/json/png."""
+
+        suite: str
+        """Suite name: ogbench-mini, dmc-walker-mini, ogbench-cube-single-play, ..., smoke (see dipole/bench/suites.py)."""
+        agents: str = "dipole"
+        """Comma-separated agent names."""
+        seeds: int = 2
+        """Seeds per (task, agent)."""
+        out: Optional[str] = None
+        """Output folder; default runs/bench/SUITE."""
+        workers: int = os.cpu_count() or 1
+        """Processes for data generation."""
+        report: bool = False
+        """Only write the tables from the runs finished so far."""
+        config: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+
+    @dataclasses.dataclass
+    class Data:
+        """Make benchmark datasets locally (OGBench's file layout and protocol; DMC exploration; highway drivers)."""
+
+        source: tyro.conf.Positional[Literal["ogbench", "dmc", "highway"]]
+        """Which benchmark."""
+        name: tyro.conf.Positional[Optional[str]] = None
+        """ogbench: a dataset such as cube-double-play-v0; dmc: walker, cheetah or quadruped; highway: highway-fast-v0."""
+        episodes: Optional[int] = None
+        """ogbench: training episodes (default: the published count); highway: driver episodes (default 500)."""
+        steps: int = 1_000_000
+        """dmc: transitions to collect."""
+        explorers: int = 8
+        """dmc: independent explorers (fixes the output)."""
+        workers: int = os.cpu_count() or 1
+        """Processes."""
+        seed: int = 0
+        """Seed of the data."""
+        out: Optional[str] = None
+        """Output folder; default ~/.ogbench/data (ogbench), ~/.dipole/dmc (dmc), ~/.dipole/highway (highway)."""
+
+    return {"quickstart": Quickstart, "train": Train, "eval": Eval, "finetune": Finetune, "bench": Bench,
+            "data": Data}
 
 
-# ---------------------------------------------------------------------------------------------- commands
-def cmd_data(args):
-    if args.source != "highway" and not args.name:
-        raise ValueError(f"`dipole data {args.source}` needs a NAME (see `dipole data --help`)")
-    if args.source == "highway":
-        from dipole.highway import DEFAULT_DATA_EPISODES, generate_highway
+def _checkpoint_config_class(path: str | None):
+    """The config class of the agent in a checkpoint (DIPOLE's when there is none or it cannot be read)."""
+    from dipole.storage import CheckpointError, read_checkpoint, resolve_checkpoint
 
-        info = generate_highway(args.name or "highway-fast-v0", episodes=args.episodes or DEFAULT_DATA_EPISODES,
-                                workers=args.workers,
-                                seed=args.seed, out_dir=args.out or "~/.dipole/highway")
-    elif args.source == "dmc":
-        from dipole.data.dmc import generate_dmc
-
-        info = generate_dmc(args.name, steps=args.steps, explorers=args.explorers, workers=args.workers,
-                            seed=args.seed, out_dir=args.out or "~/.dipole/dmc")
-    else:
-        from dipole.data.generate import generate_ogbench
-
-        info = generate_ogbench(args.name, episodes=args.episodes, workers=args.workers, seed=args.seed,
-                                out_dir=args.out or "~/.ogbench/data")
-    print(json.dumps(info, indent=2))
+    try:
+        header, _ = read_checkpoint(resolve_checkpoint(path)) if path else ({}, None)
+        return get_agent(header.get("agent", "dipole"))[1]
+    except (CheckpointError, ValueError, OSError):
+        return get_agent("dipole")[1]
 
 
-def _load_training_data(args):
-    if args.env.startswith("highway-"):
-        from dipole.highway import load_highway
+# ---------------------------------------------------------------------------------------------- actions
+def _load_training_data(env: str, dataset: str | None, download: bool, clip_actions: bool):
+    """-> (train Dataset, validation Dataset or None) for any environment family."""
+    if env.startswith("highway-"):
+        from dipole.data.highway import load_highway
 
-        train_ds = load_highway(args.env, args.dataset, clip_actions=args.clip_actions)
-    elif args.env.startswith("dmc-"):
+        train_ds, val_ds = load_highway(env, dataset, clip_actions=clip_actions), None
+    elif env.startswith("dmc-"):
         from dipole.data.dmc import load_dmc
 
-        if not args.dataset:
+        if not dataset:
             raise ValueError("--env dmc-* needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc DOMAIN`)")
-        env, train_ds = load_dmc(args.env, args.dataset, clip_actions=args.clip_actions)
-        env.close()
+        e, train_ds = load_dmc(env, dataset, clip_actions=clip_actions)
+        e.close()
+        val_ds = None
     else:
-        from dipole.data.ogbench_data import load_ogbench
+        from dipole.data.ogbench import load_ogbench
 
-        env, train_ds, _ = load_ogbench(args.env, dataset_path=args.dataset, allow_download=args.download,
-                                        clip_actions=args.clip_actions)
-        env.close()
+        e, train_ds, val_ds = load_ogbench(env, dataset_path=dataset, allow_download=download,
+                                           clip_actions=clip_actions)
+        e.close()
     if train_ds.num_clipped_actions:
         print(f"note: clipped {train_ds.num_clipped_actions} out-of-range action rows to [-1, 1] (--clip-actions)")
-    return train_ds
+    return train_ds, val_ds
 
 
-def cmd_train(args, overrides):
-    from dipole.configs import build_config
-    from dipole.train import TrainSettings, train
-
-    config = build_config(args.agent, args.env, args.preset, overrides)
-    run_dir = args.run_dir or os.path.join("runs", f"{args.env}-{args.agent}-seed{args.seed}")
-    dataset = _load_training_data(args)
-    print(f"dataset: {dataset.summary()}")
-    print(f"run folder: {run_dir}")
-    settings = TrainSettings(
-        steps=args.steps, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, save_every=args.save_every, tensorboard=args.tensorboard,
-    )
-    agent = train(run_dir, args.env, dataset, args.agent, config, settings, resume=args.resume)
-    _finish_run(run_dir, args.env, agent)
-
-
-def _finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True):
-    from dipole.plots import learning_curve
-    from dipole.train import read_csv
-    from dipole.utils import atomic_write_json
+def finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True, sweep_file=None):
+    """Write summary.json (and the learning curve), then say which files the run folder holds."""
+    from dipole.runners.logging import read_csv
+    from dipole.runners.plots import learning_curve
+    from dipole.storage import atomic_write_json, list_checkpoints
 
     metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
     evals = read_csv(os.path.join(run_dir, "eval.csv"))
@@ -168,6 +299,7 @@ def _finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True
         "steps": int(agent.step),
         "final_train_metrics": metrics[-1] if metrics else None,
         "evaluations": evals,
+        "final_evaluation": evals[-1] if evals else None,
         **(extra or {}),
     }
     if sweep_rows is not None:
@@ -176,209 +308,145 @@ def _finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True
                 and r["num_candidates"] == agent.config.num_candidates]
         summary["headline"] = head[0] if head else None
     atomic_write_json(os.path.join(run_dir, "summary.json"), summary)
-    print(f"wrote {run_dir}/summary.json, metrics.csv, eval.csv, checkpoints/" + (", learning_curve.png" if plot else ""))
+    names = ["summary.json", "config.json", "metrics.csv", "eval.csv", "episodes.csv", "learning_curve.png",
+             "finetune_curve.png"] + ([os.path.basename(f) for f in (sweep_file + ".json", sweep_file + ".png")]
+                                      if sweep_file else [])
+    present = [n for n in names if os.path.exists(os.path.join(run_dir, n))]
+    ckpts = len(list_checkpoints(run_dir))
+    if ckpts:
+        present.append(f"checkpoints/ ({ckpts} file{'s' if ckpts > 1 else ''})")
+    print(f"wrote {run_dir}/: " + ", ".join(present))
 
 
-def cmd_eval(args):
-    from dipole.checkpoint import load_agent, resolve_checkpoint
+def cmd_train(a):
+    from dipole.runners.offline import train
 
-    path = resolve_checkpoint(args.checkpoint)
-    agent, header = load_agent(path)
-    env_name = args.env or header["env"]
-    out_dir = args.out or (args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(path))
+    config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
+    run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seed{a.settings.seed}")
+    dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
+    print(f"dataset: {dataset.summary()}" + (f"; validation split {len(val)} transitions" if val is not None else ""))
+    print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, {a.settings.steps} updates, evaluation every "
+          f"{a.settings.eval_every or 'never'} updates and at the end ({a.settings.eval_episodes} episodes)")
+    agent = train(run_dir, a.env, dataset, a.agent, config, a.settings, resume=a.resume, val_dataset=val,
+                  logging=a.logging)
+    finish_run(run_dir, a.env, agent)
+
+
+def cmd_eval(a):
+    from dipole.agents import load_checkpoint
+    from dipole.runners.sweep import format_sweep_table, new_output_stem, run_sweep
+    from dipole.storage import read_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(a.checkpoint)
+    header, _ = read_checkpoint(path)
+    overrides = given(a.config)
+    config_cls = get_agent(header["agent"])[1]
+    not_sampling = sorted(set(overrides) - set(config_cls.INFERENCE_FIELDS))
+    if not_sampling:
+        allowed = [f for f in config_cls.INFERENCE_FIELDS if f in config_cls.field_names()]
+        raise ValueError(f"--config.{not_sampling[0]} changes training, not sampling; `dipole eval` can change "
+                         f"{allowed} (use `dipole train` or `dipole finetune` for the rest)")
+    config = config_cls.from_dict(header["config"]).replace(**overrides)
+    agent, header = load_checkpoint(path, config)
+    env_name = a.env or header["env"]
+    out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
+    stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
-    rows = run_sweep(agent, env_name, out_dir, args.omega, args.num_candidates, args.episodes, args.seed,
+    rows = run_sweep(agent, env_name, stem, list(a.omega), list(a.num_candidates), a.episodes, a.seed,
                      title=f"{env_name} @ step {header['step']}")
-    print(format_sweep_table(rows, agent.config.omega, agent.config.num_candidates))
-    print(f"wrote {out_dir}/omega_sweep.json and omega_sweep.png")
+    print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1)))
+    print(f"wrote {stem}.json and {stem}.png")
 
 
-def cmd_finetune(args):
-    from dipole.checkpoint import load_agent, resolve_checkpoint
-    from dipole.finetune import FinetuneSettings, finetune, finetune_curve
+def cmd_finetune(a):
+    from dipole.agents import load_checkpoint
+    from dipole.runners.logging import read_csv
+    from dipole.runners.online import finetune
+    from dipole.runners.plots import finetune_curve
+    from dipole.storage import read_checkpoint, resolve_checkpoint
 
-    path = resolve_checkpoint(args.checkpoint)
-    agent, header = load_agent(path)
-    if "finetune" in header and not args.resume:
+    path = resolve_checkpoint(a.checkpoint)
+    header, _ = read_checkpoint(path)
+    config_cls = get_agent(header["agent"])[1]
+    saved = config_cls.from_dict(header["config"])
+    overrides = given(a.config)
+    reshaped = sorted(k for k in set(overrides) & set(config_cls.SHAPE_FIELDS) if overrides[k] != getattr(saved, k))
+    if reshaped:
+        raise ValueError(f"--config.{reshaped[0]} changes the networks' shapes; the checkpoint cannot be fine-tuned "
+                         "with it (train a new agent instead)")
+    agent, header = load_checkpoint(path, saved.replace(**overrides))
+    if "finetune" in header and not a.resume:
         print(f"note: {path} is itself a fine-tuned checkpoint; fine-tuning continues from it with a fresh buffer")
-    args.env = args.env or header["env"]
-    if not args.dataset and header.get("dataset_path") and os.path.exists(header["dataset_path"]):
-        args.dataset = header["dataset_path"]
-    run_dir = args.run_dir or os.path.join("runs", f"{args.env}-{header['agent']}-finetune-seed{args.seed}")
-    dataset = _load_training_data(args)
+    env = a.env or header["env"]
+    dataset_path = a.dataset
+    if not dataset_path and header.get("dataset_path") and os.path.exists(header["dataset_path"]):
+        dataset_path = header["dataset_path"]
+    run_dir = a.run_dir or os.path.join("runs", f"{env}-{header['agent']}-finetune-seed{a.settings.seed}")
+    dataset, _ = _load_training_data(env, dataset_path, a.download, a.clip_actions)
     print(f"loaded {path} (agent {header['agent']}, {header['step']} updates); offline data {dataset.name} "
           f"({len(dataset)} transitions); run folder {run_dir}")
-    settings = FinetuneSettings(
-        online_steps=args.online_steps, updates_per_step=args.updates_per_step, buffer_capacity=args.buffer_capacity,
-        act_omega=args.act_omega, act_candidates=args.act_candidates, eval_omega=args.eval_omega,
-        eval_candidates=args.eval_candidates, episode_length=args.episode_length, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
-    )
-    agent, buffer = finetune(run_dir, args.env, dataset, agent, settings, resume=args.resume, source=path)
-    curve = finetune_curve(run_dir, title=f"{args.env}: {header['agent']} offline -> online")
-    _finish_run(run_dir, args.env, agent, extra={"mode": "finetune", "source": path, "online_steps": buffer.count,
-                                                 "buffer_transitions": len(buffer)}, plot=False)
-    print(f"wrote {curve}")
+    agent, buffer = finetune(run_dir, env, dataset, agent, a.settings, resume=a.resume, source=path,
+                             logging=a.logging)
+    finetune_curve(read_csv(os.path.join(run_dir, "eval.csv")), read_csv(os.path.join(run_dir, "episodes.csv")),
+                   os.path.join(run_dir, "finetune_curve.png"), title=f"{env}: {header['agent']} offline -> online")
+    finish_run(run_dir, env, agent, extra={"mode": "finetune", "source": path, "online_steps": buffer.count,
+                                           "buffer_transitions": len(buffer)}, plot=False)
 
 
-def cmd_bench(args):
-    from dipole.bench import markdown_tables, run_bench
+def cmd_bench(a):
+    from dipole.bench.report import markdown_tables
+    from dipole.bench.runner import run_bench
 
-    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    summary = run_bench(args.suite, agents, args.seeds, out_dir=args.out, workers=args.workers,
-                        report_only=args.report)
-    out = args.out or os.path.join("runs", "bench", args.suite)
+    agents = [x.strip() for x in a.agents.split(",") if x.strip()]
+    summary = run_bench(a.suite, agents, a.seeds, out_dir=a.out, workers=a.workers, report_only=a.report,
+                        overrides=given(a.config))
+    out = a.out or os.path.join("runs", "bench", a.suite)
     print(markdown_tables(summary))
     print(f"wrote {out}/results.md, results.json, results.png")
 
 
-def cmd_quickstart(args):
-    """Generate a small pointmaze dataset, train DIPOLE (small nets), sweep omega, write plots and a summary."""
-    from dipole.configs import build_config
-    from dipole.data.generate import generate_ogbench
-    from dipole.data.ogbench_data import load_ogbench
-    from dipole.train import TrainSettings, train
+def cmd_data(a):
+    if a.source != "highway" and not a.name:
+        raise ValueError(f"`dipole data {a.source}` needs a NAME (see `dipole data --help`)")
+    if a.source == "highway":
+        from dipole.datagen.highway import DEFAULT_DATA_EPISODES, generate_highway
 
-    t0 = time.time()
-    run_dir = args.run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    print(f"[1/3] generating {args.episodes} episodes of {QUICKSTART_DATASET} (OGBench protocol) ...", flush=True)
-    info = generate_ogbench(QUICKSTART_DATASET, episodes=args.episodes, workers=args.workers, seed=args.seed,
-                            out_dir=os.path.join(run_dir, "data"))
-    env, dataset, _ = load_ogbench(QUICKSTART_TASK, dataset_path=info["train_path"])
-    env.close()
-    print(f"      {len(dataset)} transitions in {info['seconds']:.0f}s", flush=True)
+        info = generate_highway(a.name or "highway-fast-v0", episodes=a.episodes or DEFAULT_DATA_EPISODES,
+                                workers=a.workers, seed=a.seed, out_dir=a.out or "~/.dipole/highway")
+    elif a.source == "dmc":
+        from dipole.datagen.dmc import generate_dmc
 
-    # Small networks and a 40k-update CPU budget: Adam at 1e-3 instead of the paper's 3e-4 (which needs far more
-    # updates on this task). omega and K stay at the config's defaults, fixed in advance.
-    config = build_config("dipole", QUICKSTART_TASK, "small", {"lr": args.lr})
-    print(f"[2/3] training DIPOLE for {args.steps} updates (nets {config.actor_hidden_dims}) ...", flush=True)
-    settings = TrainSettings(steps=args.steps, seed=args.seed, log_every=1000, eval_every=args.steps // 4,
-                             eval_episodes=args.eval_episodes, save_every=args.steps // 4)
-    t1 = time.time()
-    agent = train(run_dir, QUICKSTART_TASK, dataset, "dipole", config, settings, resume=args.resume)
-    train_s = time.time() - t1
-    print(f"[3/3] omega sweep {args.omega} x K {args.num_candidates}, {args.eval_episodes} episodes each ...",
-          flush=True)
-    rows = run_sweep(agent, QUICKSTART_TASK, run_dir, args.omega, args.num_candidates, args.eval_episodes, args.seed,
-                     title=f"{QUICKSTART_TASK}, {args.steps} updates")
-    _finish_run(run_dir, QUICKSTART_TASK, agent, rows,
-                extra={"dataset": info, "train_seconds": train_s, "total_seconds": time.time() - t0})
-    print()
-    print(f"DIPOLE on {QUICKSTART_TASK} ({len(dataset)} transitions, {args.steps} updates, seed {args.seed})")
-    print(format_sweep_table(rows, config.omega, config.num_candidates))
-    print(f"headline: omega={config.omega:g} (fixed in advance), K={config.num_candidates}; "
-          f"total {time.time() - t0:.0f}s")
+        info = generate_dmc(a.name, steps=a.steps, explorers=a.explorers, workers=a.workers, seed=a.seed,
+                            out_dir=a.out or "~/.dipole/dmc")
+    else:
+        from dipole.datagen.ogbench import generate_ogbench
+
+        info = generate_ogbench(a.name, episodes=a.episodes, workers=a.workers, seed=a.seed,
+                                out_dir=a.out or "~/.ogbench/data")
+    print(json.dumps(info, indent=2))
 
 
-# ---------------------------------------------------------------------------------------------- parser
-def build_parser():
-    p = argparse.ArgumentParser(prog="dipole", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+def cmd_quickstart(a):
+    from dipole.bench.quickstart import quickstart
 
-    q = sub.add_parser("quickstart", help="small end-to-end run on pointmaze: data, training, omega sweep, plots")
-    q.add_argument("--run-dir", default="runs/quickstart")
-    q.add_argument("--episodes", type=int, default=200, help="training episodes of 1001 steps to generate")
-    q.add_argument("--steps", type=int, default=40_000)
-    q.add_argument("--lr", type=float, default=1e-3)
-    q.add_argument("--eval-episodes", type=int, default=10)
-    q.add_argument("--omega", type=_floats, default=[0.0, 0.5, 1.0, 2.0, 4.0])
-    q.add_argument("--num-candidates", type=_ints, default=[1, 32])
-    q.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--resume", action="store_true")
+    quickstart(run_dir=a.run_dir, episodes=a.episodes, steps=a.steps, lr=a.lr, eval_episodes=a.eval_episodes,
+               omegas=a.omega, candidates=a.num_candidates, workers=a.workers, seed=a.seed, resume=a.resume,
+               finish=lambda run_dir, env, agent, rows, extra: finish_run(run_dir, env, agent, rows, extra,
+                                                                          sweep_file=os.path.join(run_dir,
+                                                                                                  "omega_sweep")))
 
-    t = sub.add_parser("train", help="train offline on an OGBench-format dataset (add --config.KEY=VALUE overrides)")
-    t.add_argument("--env", required=True, help="OGBench single-task name, e.g. cube-single-play-singletask-task2-v0")
-    t.add_argument("--dataset", help="path to NAME.npz (NAME-val.npz beside it); default: ~/.ogbench/data")
-    t.add_argument("--agent", default="dipole")
-    t.add_argument("--preset", default="paper", help="network sizes: paper (4x512), small, tiny")
-    t.add_argument("--steps", type=int, default=1_000_000)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--run-dir")
-    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --run-dir")
-    t.add_argument("--log-every", type=int, default=1000)
-    t.add_argument("--eval-every", type=int, default=100_000)
-    t.add_argument("--eval-episodes", type=int, default=50)
-    t.add_argument("--save-every", type=int, default=100_000)
-    t.add_argument("--tensorboard", action="store_true")
-    t.add_argument("--download", action="store_true", help="let OGBench download missing dataset files")
-    t.add_argument("--clip-actions", action="store_true", help="clip out-of-range dataset actions (reported)")
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint at several omegas and K without retraining")
-    e.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (newest valid checkpoint)")
-    e.add_argument("--omega", type=_floats, default=[0.0, 0.5, 1.0, 2.0, 4.0])
-    e.add_argument("--num-candidates", type=_ints, default=[1, 32])
-    e.add_argument("--episodes", type=int, default=50)
-    e.add_argument("--env", help="override the environment stored in the checkpoint")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", help="folder for omega_sweep.json/png (default: the run folder)")
-
-    f = sub.add_parser("finetune", help="offline-to-online: keep training a checkpoint while acting in its env")
-    f.add_argument("--checkpoint", required=True, help="offline checkpoint file or run folder")
-    f.add_argument("--online-steps", type=int, default=1_000_000, help="environment steps to collect")
-    f.add_argument("--updates-per-step", type=int, default=1, help="gradient steps per environment step")
-    f.add_argument("--buffer-capacity", type=int, help="online transitions kept (ring; default: all); the offline "
-                   "dataset always stays in the buffer")
-    f.add_argument("--act-omega", type=float, help="greediness while collecting (default: the agent's omega)")
-    f.add_argument("--act-candidates", type=int, help="rejection-sampling K while collecting (default: config)")
-    f.add_argument("--eval-omega", type=float, help="greediness for evaluation (default: the agent's omega)")
-    f.add_argument("--eval-candidates", type=int, help="K for evaluation (default: config)")
-    f.add_argument("--episode-length", type=int, help="truncate training episodes (default: the env's limit)")
-    f.add_argument("--env", help="default: the checkpoint's environment")
-    f.add_argument("--dataset", help="offline data for the buffer (default: the file the checkpoint was trained on)")
-    f.add_argument("--run-dir")
-    f.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir after a kill")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--log-every", type=int, default=1000)
-    f.add_argument("--eval-every", type=int, default=100_000)
-    f.add_argument("--eval-episodes", type=int, default=50)
-    f.add_argument("--save-every", type=int, default=100_000)
-    f.add_argument("--download", action="store_true", help=argparse.SUPPRESS)
-    f.add_argument("--clip-actions", action="store_true", help="clip out-of-range dataset actions (reported)")
-
-    b = sub.add_parser("bench", help="run every (task, agent, seed) of a suite; resumable; writes tables and plots")
-    b.add_argument("--suite", required=True, help="ogbench-mini, ogbench-cube-single-play, ..., smoke")
-    b.add_argument("--agents", default="dipole", help="comma-separated agent names")
-    b.add_argument("--seeds", type=int, default=2)
-    b.add_argument("--out", help="output folder (default runs/bench/SUITE)")
-    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for data generation")
-    b.add_argument("--report", action="store_true", help="only write the tables from the runs finished so far")
-
-    d = sub.add_parser("data", help="make benchmark datasets locally")
-    d.add_argument("source", choices=["ogbench", "dmc", "highway"])
-    d.add_argument("name", nargs="?", help="ogbench: a dataset such as cube-double-play-v0; dmc: walker, cheetah or "
-                   "quadruped; highway: highway-fast-v0 (default) or highway-v0")
-    d.add_argument("--episodes", type=int, help="ogbench: training episodes (default: the published count); "
-                   "highway: scripted-driver episodes (default 500, 100 per driver)")
-    d.add_argument("--steps", type=int, default=1_000_000, help="dmc: transitions to collect")
-    d.add_argument("--explorers", type=int, default=8, help="dmc: independent explorers (fixes the output)")
-    d.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", help="default ~/.ogbench/data (ogbench), ~/.dipole/dmc (dmc), ~/.dipole/highway")
-    return p
+ACTIONS = {"quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune,
+           "bench": cmd_bench, "data": cmd_data}
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv, overrides = split_config_args(argv)
-    args = build_parser().parse_args(argv)
-    if overrides and args.command != "train":
-        raise SystemExit("error: --config.* overrides apply to `dipole train` only")
+    commands = make_commands(argv)
     try:
-        if args.command == "train":
-            cmd_train(args, overrides)
-        elif args.command == "eval":
-            cmd_eval(args)
-        elif args.command == "data":
-            cmd_data(args)
-        elif args.command == "finetune":
-            cmd_finetune(args)
-        elif args.command == "bench":
-            cmd_bench(args)
-        elif args.command == "quickstart":
-            cmd_quickstart(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        args = tyro.extras.subcommand_cli_from_dict(commands, prog="dipole", description=__doc__, args=argv)
+        ACTIONS[next(name for name, cls in commands.items() if isinstance(args, cls))](args)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
         raise SystemExit(f"error: {e}") from None
 
 

@@ -11,7 +11,7 @@ TINY = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=6
 @pytest.fixture(scope="session")
 def pointmaze_files(tmp_path_factory):
     """A few episodes of pointmaze-medium-navigate-v0, generated here in OGBench's file layout."""
-    from dipole.data.generate import generate_ogbench
+    from dipole.datagen.ogbench import generate_ogbench
 
     out = tmp_path_factory.mktemp("ogbench")
     info = generate_ogbench("pointmaze-medium-navigate-v0", episodes=4, workers=1, seed=0, out_dir=str(out),

@@ -8,7 +8,7 @@ from dipole import DIPOLEAgent, DIPOLEConfig
 from dipole.agents import make_config
 from dipole.cli import main
 from dipole.data.dataset import Dataset, DatasetError
-from dipole.data.ogbench_data import load_ogbench
+from dipole.data.ogbench import load_ogbench
 
 
 def test_missing_key():

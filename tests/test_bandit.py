@@ -3,15 +3,16 @@
 1-D bandit: behaviour mu = mixture 0.5 N(-0.5, 0.2^2) + 0.5 N(0.5, 0.2^2) restricted to [-1, 1], advantage A(a) = a
 (given, critic bypassed), beta = 2. The closed-form target at greediness omega is
     p_omega(a) ∝ mu(a) sigmoid(beta A(a)) exp(omega beta A(a)),
-computed here on a grid, next to the exact guided flow (dipole.analysis).
+computed here on a grid, next to the exact guided flow (tests/oracles.py).
 """
 
 import jax
 import numpy as np
 import pytest
 
-from dipole import DIPOLEAgent, DIPOLEConfig, analysis
-from dipole.train import train_chunk
+import oracles as analysis
+from dipole import DIPOLEAgent, DIPOLEConfig
+from dipole.runners.offline import train_chunk
 
 BETA = 2.0
 FLOW_STEPS = 20
@@ -110,7 +111,7 @@ def test_mean_advantage_increases_with_omega(trained_agent):
 def test_rejection_sampling_raises_advantage(trained_agent):
     """K candidates scored by the critic; with a critic fitted to Q(a) = a the argmax must beat K = 1."""
     # The bandit agent's critic is untrained, so score with the known advantage through a patched Q instead.
-    from dipole import flow
+    from dipole.nn import flow
 
     sample_fn = lambda o, noise: flow.euler_sample(trained_agent.guided_velocity_fn(0.0), o, noise, 20)
     score_fn = lambda o, a: a[:, 0]

@@ -1,13 +1,13 @@
-"""Each baseline against a number known in advance, on the 1-D bandit of dipole.analysis
+"""Each baseline against a number known in advance, on the 1-D bandit of tests/oracles.py
 (mu = 0.5 N(-0.5, 0.2^2) + 0.5 N(0.5, 0.2^2) on [-1, 1]; A(a) = a where an advantage is given)."""
 
 import jax
 import numpy as np
 import pytest
 
-from dipole import analysis
+import oracles as analysis
 from dipole.agents import AGENTS
-from dipole.train import train_chunk
+from dipole.runners.offline import train_chunk
 
 GRID = np.linspace(-1, 1, 4001)
 MU = analysis.bandit_density(GRID)
@@ -82,14 +82,15 @@ def test_cfgrl_guidance_gains_advantage_as_weight_grows():
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
 def test_every_agent_saves_and_loads(tmp_path, name):
-    from dipole.checkpoint import load_agent, save_checkpoint
+    import dipole
 
     agent_cls, config_cls = AGENTS[name]
     config = config_cls(actor_hidden_dims=(8,), value_hidden_dims=(8,))
     agent = agent_cls.create(3, np.zeros((1, 4)), np.zeros((1, 2)), config)
     path = str(tmp_path / "a.dpl")
-    save_checkpoint(path, agent, {"agent": name, "config": config.to_dict(), "obs_dim": 4, "action_dim": 2, "step": 0})
-    loaded, _ = load_agent(path)
+    agent.save(path)
+    loaded = dipole.load(path)
+    assert loaded.config == config and type(loaded) is agent_cls
     obs = np.random.default_rng(0).normal(size=(5, 4))
     assert np.array_equal(np.asarray(agent.sample_actions(obs, jax.random.PRNGKey(1))),
                           np.asarray(loaded.sample_actions(obs, jax.random.PRNGKey(1))))

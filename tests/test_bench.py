@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from dipole.bench import SUITES
+from dipole.bench.suites import SUITES
 from dipole.cli import main
 
 
@@ -39,7 +39,7 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
 
 
 def test_report_only_marks_unfinished_runs(tmp_path):
-    from dipole.bench import run_bench
+    from dipole.bench.runner import run_bench
 
     summary = run_bench("smoke", ["dipole", "bc"], 2, out_dir=str(tmp_path), report_only=True, log=lambda *_: 0)
     assert summary["missing"] == 4  # 1 task x 2 agents x 2 seeds, none run
@@ -50,7 +50,7 @@ def test_report_only_marks_unfinished_runs(tmp_path):
 
 
 def test_dmc_smoke_suite_scores_by_return(tmp_path):
-    from dipole.bench import SUITES, run_bench
+    from dipole.bench.runner import SUITES, run_bench
 
     suite = SUITES["smoke-dmc"]
     assert suite.metric == "return" and SUITES["dmc-walker-mini"].tasks == (

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from dipole.cli import main
-from dipole.data.dmc import DOMAINS, DMCEnv, generate_dmc, load_dmc, relabel
+from dipole.data.dmc import load_dmc, relabel
+from dipole.datagen.dmc import generate_dmc
+from dipole.envs.dmc import DOMAINS, DMCEnv
 
 
 @pytest.mark.parametrize("domain,task", [(d, t) for d, ts in DOMAINS.items() for t in ts])

@@ -8,10 +8,12 @@ import pytest
 
 from conftest import TINY
 from dipole import DIPOLEConfig
-from dipole.checkpoint import CheckpointError, list_checkpoints, load_agent, resolve_checkpoint
+from dipole.agents import load_checkpoint as load_agent
+from dipole.storage import CheckpointError, list_checkpoints, resolve_checkpoint
 from dipole.cli import main
-from dipole.data.ogbench_data import load_ogbench
-from dipole.train import TrainSettings, read_csv, train
+from dipole.data.ogbench import load_ogbench
+from dipole.runners.logging import read_csv
+from dipole.runners.offline import TrainSettings, train
 
 TASK = "pointmaze-medium-navigate-singletask-task1-v0"
 

@@ -8,10 +8,11 @@ import pytest
 
 from conftest import TINY
 from dipole.agents import get_agent
-from dipole.checkpoint import CheckpointError, read_checkpoint
-from dipole.data.ogbench_data import load_ogbench
-from dipole.finetune import FinetuneSettings, finetune
-from dipole.train import TrainSettings, read_csv, train
+from dipole.storage import CheckpointError, read_checkpoint
+from dipole.data.ogbench import load_ogbench
+from dipole.runners.online import FinetuneSettings, finetune
+from dipole.runners.logging import read_csv
+from dipole.runners.offline import TrainSettings, train
 
 TASK = "pointmaze-medium-navigate-singletask-task1-v0"
 
@@ -53,7 +54,7 @@ def test_finetune_resumes_exactly_after_a_kill(offline, tmp_path, monkeypatch):
     assert [e["step"] for e in evals] == [0, 150, 300]  # step 0 is the offline agent's score
 
     # kill the run at env step 250 (last checkpoint: 200, in the middle of the third episode)
-    import dipole.finetune as ft
+    import dipole.runners.online as ft
 
     real_make_env = ft.make_env
     made = []
@@ -96,7 +97,7 @@ def test_finetune_resumes_exactly_after_a_kill(offline, tmp_path, monkeypatch):
 
 
 def test_ring_buffer_keeps_offline_data_and_checkpoint_is_an_agent(offline, tmp_path):
-    from dipole.checkpoint import load_agent
+    from dipole.agents import load_checkpoint as load_agent
 
     dataset, agent, _ = offline
     _, buf = finetune(str(tmp_path), TASK, dataset, agent,

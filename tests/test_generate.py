@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from dipole.data import generate
-from dipole.data.generate import generate_ogbench
+from dipole.datagen import ogbench as generate
+from dipole.datagen.ogbench import generate_ogbench
 
 EXPECTED_KEYS = {
     "cube-single-play-v0": {"observations", "actions", "terminals", "qpos", "qvel"},

@@ -8,8 +8,10 @@ import pytest
 pytest.importorskip("highway_env", reason="the highway benchmark needs `pip install 'dipole-rl[highway]'`")
 
 from conftest import TINY  # noqa: E402
-from dipole.highway import (DEFAULT_WEIGHTS, DRIVERS, OBS_DIM, OBS_NAMES, TERMS, HighwayDriving,  # noqa: E402
-                            driver_action, generate_highway, load_highway, parse_highway_name)
+from dipole.data.highway import load_highway  # noqa: E402
+from dipole.datagen.highway import DRIVERS, driver_action, generate_highway  # noqa: E402
+from dipole.envs.highway import (DEFAULT_WEIGHTS, OBS_DIM, OBS_NAMES, TERMS, HighwayDriving,  # noqa: E402
+                                 parse_highway_name)
 
 
 def test_reward_terms_sum_to_the_logged_return():
@@ -124,8 +126,8 @@ def test_generated_data_loads_validates_and_reweights(highway_data):
 
 def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     from dipole.agents import get_agent
-    from dipole.evaluation import evaluate_agent
-    from dipole.train import TrainSettings, train
+    from dipole.runners.evaluation import evaluate_agent
+    from dipole.runners.offline import TrainSettings, train
 
     data = load_highway("highway-fast-v0", highway_data["path"])
     _, cfg = get_agent("dipole")
@@ -137,7 +139,7 @@ def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     for key in ("collision", "offroad", "mean_speed", "distance", *[f"return_{t}" for t in TERMS]):
         assert key in res
     assert res["return"] == pytest.approx(sum(res[f"return_{t}"] for t in TERMS), abs=1e-6)
-    from dipole.cli import format_sweep_table
+    from dipole.runners.sweep import format_sweep_table
 
     header, _, row = format_sweep_table([res]).splitlines()
     assert header.endswith("| crash or off-road | mean speed (m/s) | distance (m) |")

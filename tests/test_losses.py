@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import TINY, random_transitions
-from dipole import DIPOLEAgent, DIPOLEConfig, critic, flow
+from dipole import DIPOLEAgent, DIPOLEConfig
+from dipole.nn import critic, flow
 
 
 def test_expectile_loss_hand_computed():

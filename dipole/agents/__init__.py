@@ -1,12 +1,24 @@
-"""Agent registry: name -> (agent class, config class). One file per agent; shared pieces live in
-dipole.networks, dipole.flow and dipole.critic."""
+"""Agents: one file each, with its config at the top. This module is the registry and the user-facing constructors.
 
+    agent = make("dipole", ex_obs, ex_actions, seed=0, preset="small", beta=3.0)
+    agent, info = agent.update(batch)
+    actions = agent.sample_actions(obs, rng, omega=1.0, num_candidates=32)
+    agent.save("agent.dpl"); agent = load("agent.dpl")
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dipole.agents.base import Agent, AgentConfig
 from dipole.agents.bc import BCAgent, BCConfig
 from dipole.agents.cfgrl import CFGRLAgent, CFGRLConfig
 from dipole.agents.dipole import DIPOLEAgent, DIPOLEConfig
 from dipole.agents.fql import FQLAgent, FQLConfig
 from dipole.agents.ifql import IFQLAgent, IFQLConfig
 from dipole.agents.iql import IQLAgent, IQLConfig
+from dipole.agents.presets import SIZE_PRESETS, task_overrides
+from dipole.storage import CheckpointError, read_checkpoint, resolve_checkpoint
 
 AGENTS = {
     "dipole": (DIPOLEAgent, DIPOLEConfig),
@@ -19,6 +31,7 @@ AGENTS = {
 
 
 def get_agent(name: str):
+    """-> (agent class, config class)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
     return AGENTS[name]
@@ -27,3 +40,63 @@ def get_agent(name: str):
 def make_config(name: str, overrides: dict | None = None):
     _, config_cls = get_agent(name)
     return config_cls().replace(**(overrides or {}))
+
+
+def build_config(agent: str, env_name: str | None, preset: str = "paper", overrides: dict | None = None):
+    """Agent defaults <- size preset <- task rules for `env_name` (None: none) <- explicit overrides."""
+    if preset not in SIZE_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}")
+    _, config_cls = get_agent(agent)
+    config = config_cls()
+    fields = set(config.to_dict())
+    rules = {}
+    for key, value in (task_overrides(env_name) if env_name else {}).items():
+        owner, _, name = key.rpartition(".")
+        if owner in ("", agent):
+            rules[name] = value
+    merged = {**SIZE_PRESETS[preset], **{k: v for k, v in rules.items() if k in fields}}
+    config = config.replace(**merged)
+    return config.replace(**(overrides or {}))
+
+
+def make(agent: str, ex_obs, ex_actions, seed: int = 0, preset: str = "paper", task: str | None = None,
+         **fields) -> Agent:
+    """Build an agent from one example observation and action (shapes only).
+
+    Config = the agent's defaults <- the size `preset` ('paper' 4x512, 'small' 3x128, 'tiny' 2x32) <- the settings
+    fixed in advance for `task` (an environment name; None applies none) <- `fields`, any config field by name.
+    """
+    config = build_config(agent, task, preset, fields)
+    agent_cls, _ = get_agent(agent)
+    return agent_cls.create(seed, ex_obs, ex_actions, config)
+
+
+def restore(header: dict, state: dict, config: AgentConfig | None = None) -> Agent:
+    """Rebuild the agent a checkpoint describes; `config` may replace the saved one if the network shapes agree."""
+    from flax.serialization import from_state_dict
+
+    agent_cls, config_cls = get_agent(header["agent"])
+    config = config or config_cls.from_dict(header["config"])
+    template = agent_cls.create(
+        0, np.zeros((1, header["obs_dim"]), np.float32), np.zeros((1, header["action_dim"]), np.float32), config
+    )
+    try:
+        return from_state_dict(template, state["agent"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint does not match agent '{header['agent']}' with this config: {e}") from None
+
+
+def load_checkpoint(path: str, config: AgentConfig | None = None) -> tuple[Agent, dict]:
+    """A checkpoint file, or the newest valid one in a run folder -> (agent, header)."""
+    path = resolve_checkpoint(path)
+    header, state = read_checkpoint(path)
+    return restore(header, state, config), header
+
+
+def load(path: str) -> Agent:
+    """The agent saved at `path` (a file written by `agent.save`, or a run folder: its newest valid checkpoint)."""
+    return load_checkpoint(path)[0]
+
+
+__all__ = ["AGENTS", "Agent", "AgentConfig", "SIZE_PRESETS", "get_agent", "make", "make_config", "load",
+           "load_checkpoint", "restore", "build_config"] + [c.__name__ for pair in AGENTS.values() for c in pair]

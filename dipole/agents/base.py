@@ -1,48 +1,72 @@
-"""What every agent shares: the config base class with typed overrides, the registry, the optimiser."""
+"""What every agent shares: the config base class with typed overrides, acting, the one gradient step, saving.
+
+An agent is an immutable pytree (`flax.struct.PyTreeNode`): its arrays (params, optimiser state, rng, counters)
+are leaves, its config, network definitions and optimiser are static. `update(batch)` returns a new agent and a
+dict of metrics; every agent takes its gradient step through `Agent.apply_loss`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from typing import Any, get_type_hints
+import typing
+from typing import Any, ClassVar, get_type_hints
 
+import flax
+import jax
+import jax.numpy as jnp
 import optax
+
+from dipole.nn import critic
 
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     """Hyperparameters common to all agents. Subclasses add their own fields, each with its default."""
 
-    agent: str = "base"
+    agent: ClassVar[str] = "base"
+    # Fields that only change how actions are sampled, so they may differ from training in `dipole eval`.
+    INFERENCE_FIELDS: ClassVar[tuple] = ("flow_steps", "omega", "num_candidates")
+    # Fields that fix the networks' shapes: a checkpoint can only be loaded with the values it was trained with.
+    SHAPE_FIELDS: ClassVar[tuple] = ("actor_hidden_dims", "value_hidden_dims", "num_qs", "shared_actor")
+
     lr: float = 3e-4
+    """Adam learning rate."""
     batch_size: int = 256
-    actor_hidden_dims: tuple = (512, 512, 512, 512)
-    value_hidden_dims: tuple = (512, 512, 512, 512)
+    """Transitions per gradient step."""
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
+    """Hidden layer widths of the policy networks."""
+    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)
+    """Hidden layer widths of the Q and V networks."""
     discount: float = 0.99
+    """Discount factor gamma."""
     flow_steps: int = 10
+    """Euler steps of the flow sampler (noise at t=0 to action at t=1)."""
 
     def replace(self, **kwargs) -> "AgentConfig":
-        unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(self)})
+        names = self.field_names()
+        unknown = sorted(set(kwargs) - set(names))
         if unknown:
-            raise ValueError(
-                f"unknown config key(s) {unknown} for agent '{self.agent}'; valid keys: "
-                f"{sorted(f.name for f in dataclasses.fields(self))}"
-            )
+            raise ValueError(f"unknown config field(s) {unknown} for agent '{self.agent}'; valid fields: {sorted(names)}")
         return dataclasses.replace(self, **{k: coerce_field(type(self), k, v) for k, v in kwargs.items()})
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AgentConfig":
-        return cls().replace(**{k: v for k, v in d.items()})
+        # checkpoints written before the agent name became a class constant stored it among the fields
+        return cls().replace(**{k: v for k, v in d.items() if k != "agent"})
 
 
 def coerce_field(cls, name: str, value: Any):
     """Turn a command-line string (or JSON value) into the declared type of config field `name`."""
     hint = get_type_hints(cls)[name]
     try:
-        if hint is tuple:
+        if hint is tuple or typing.get_origin(hint) is tuple:
             if isinstance(value, str):
                 value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
             return tuple(int(v) for v in value)
@@ -71,7 +95,7 @@ def parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like --config.KEY=VALUE")
+            raise ValueError(f"override {item!r} must look like KEY=VALUE (e.g. beta=3)")
         key, value = item.split("=", 1)
         out[key.strip()] = value
     return out
@@ -81,22 +105,43 @@ def make_optimizer(lr: float):
     return optax.adam(lr)
 
 
-def config_json(config: AgentConfig) -> str:
-    return json.dumps(config.to_dict(), sort_keys=True)
+def as_batch2d(x):
+    return jnp.atleast_2d(jnp.asarray(x, jnp.float32))
 
 
-class ActingMixin:
-    """`sample_actions` for every agent: defaults from the config, argument checks, (D,) or (B, D) observations.
+def static(**kw):
+    """A field that is part of the agent's structure, not an array: config, network definitions, optimiser, sizes."""
+    return flax.struct.field(pytree_node=False, **kw)
 
-    Agents implement `_sample(obs (B, D), rng, omega, num_candidates)`; `ranks_candidates` says whether they have a
-    critic to rank K > 1 candidates by.
+
+class Agent(flax.struct.PyTreeNode):
+    """Base of every agent: acting with argument checks, the shared gradient step, and `save`.
+
+    Subclasses hold `params`, `opt_state`, `rng`, `step` (and `target_q` when they keep a target critic) as arrays,
+    and `config`, `tx`, `obs_dim`, `action_dim` and their networks (by name) as static fields. They implement
+    `create`, `update` and `_sample(obs (B, D), rng, omega, num_candidates)`.
     """
 
-    ranks_candidates = False
+    ranks_candidates: ClassVar[bool] = False  # whether a critic can rank K > 1 candidate actions
 
+    # ------------------------------------------------------------------ learning
+    def apply_loss(self, loss_fn, *args, **changes):
+        """The gradient step every agent takes: d loss_fn(params, *args) / d params -> optimiser -> apply; then the
+        target critic (when the agent keeps one) moves towards the new Q by Polyak averaging with rate config.tau.
+
+        `changes` are further fields of the new agent (e.g. its next rng). Returns (new agent, loss_fn's metrics).
+        """
+        grads, info = jax.grad(loss_fn, has_aux=True)(self.params, *args)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        new = {"params": params, "opt_state": opt_state, "step": self.step + 1, **changes}
+        if hasattr(self, "target_q"):
+            new["target_q"] = critic.polyak(self.target_q, params["q"], self.config.tau)
+        return self.replace(**new), info
+
+    # ------------------------------------------------------------------ acting
     def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None):
-        import jax.numpy as jnp
-
+        """Actions in [-1, 1] for observations (D,) or (B, D); omega and K default to the config's values."""
         cfg = self.config
         if omega is not None and not hasattr(cfg, "omega"):
             raise ValueError(f"agent '{cfg.agent}' has no greediness knob; omega applies to dipole and cfgrl")
@@ -113,23 +158,20 @@ class ActingMixin:
         actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k)
         return actions[0] if single else actions
 
+    # ------------------------------------------------------------------ saving
+    def header(self, **extra) -> dict:
+        """What a checkpoint needs to rebuild this agent, plus `extra` (run facts such as env, seed, dataset)."""
+        from dipole.version import __version__
 
-def iql_critic_init(config, ex_obs, ex_actions, q_key, v_key):
-    """Q ensemble and V networks with their parameters, as every IQL-critic agent builds them."""
-    from dipole.networks import QEnsemble, ValueNet
+        return {"agent": self.config.agent, "config": self.config.to_dict(), "obs_dim": int(self.obs_dim),
+                "action_dim": int(self.action_dim), "step": int(self.step), "dipole_version": __version__, **extra}
 
-    q = QEnsemble(config.value_hidden_dims, num_qs=config.num_qs)
-    v = ValueNet(config.value_hidden_dims)
-    return q, v, q.init(q_key, ex_obs, ex_actions), v.init(v_key, ex_obs)
+    def save(self, path: str, extra_arrays: dict | None = None, **header) -> str:
+        """Write this agent to `path` atomically (a checksummed, self-describing file); `dipole.load(path)` reads it.
 
+        Keyword arguments are stored in the header beside the agent's own description.
+        """
+        from dipole.storage import write_checkpoint
 
-def as_batch2d(x):
-    import jax.numpy as jnp
-
-    return jnp.atleast_2d(jnp.asarray(x, jnp.float32))
-
-
-def apply_updates(params, updates):
-    import jax
-
-    return jax.tree_util.tree_map(lambda p, u: p + u, params, updates)
+        state = jax.device_get(flax.serialization.to_state_dict(self))
+        return write_checkpoint(path, self.header(**header), state, extra_arrays)

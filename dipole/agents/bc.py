@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
-import flax
 import jax
 import jax.numpy as jnp
 
-from dipole import flow
-from dipole.agents.base import ActingMixin, AgentConfig, apply_updates, as_batch2d, make_optimizer
-from dipole.networks import VelocityField
+from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
+from dipole.nn import flow
+from dipole.nn.networks import VelocityField
 
 
 @dataclasses.dataclass(frozen=True)
 class BCConfig(AgentConfig):
-    agent: str = "bc"
+    agent: ClassVar[str] = "bc"
 
 
-class BCAgent(ActingMixin, flax.struct.PyTreeNode):
+class BCAgent(Agent):
     params: Any  # {'actor': ...}
     opt_state: Any
     rng: jax.Array
     step: jax.Array
-    config: BCConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)  # (velocity field,)
-    tx: Any = flax.struct.field(pytree_node=False)
-    action_dim: int = flax.struct.field(pytree_node=False)
+    config: BCConfig = static()
+    actor_net: Any = static()  # VelocityField
+    tx: Any = static()
+    obs_dim: int = static()
+    action_dim: int = static()
 
     @classmethod
     def create(cls, seed: int, ex_obs, ex_actions, config: BCConfig | None = None):
@@ -39,24 +39,21 @@ class BCAgent(ActingMixin, flax.struct.PyTreeNode):
         params = {"actor": field.init(key, ex_obs, ex_actions, jnp.zeros(ex_actions.shape[:-1]))}
         tx = make_optimizer(config.lr)
         return cls(params=params, opt_state=tx.init(params), rng=rng, step=jnp.zeros((), jnp.int32), config=config,
-                   nets=(field,), tx=tx, action_dim=int(ex_actions.shape[-1]))
+                   actor_net=field, tx=tx, obs_dim=int(ex_obs.shape[-1]), action_dim=int(ex_actions.shape[-1]))
 
     def actor_loss(self, params, batch, rng):
         x_t, t, target = flow.flow_matching_inputs(rng, batch["actions"])
-        pred = self.nets[0].apply(params["actor"], batch["observations"], x_t, t)
+        pred = self.actor_net.apply(params["actor"], batch["observations"], x_t, t)
         loss = jnp.mean(flow.per_sample_flow_error(pred, target))
         return loss, {"bc_loss": loss}
 
     @jax.jit
     def update(self, batch):
         rng, key = jax.random.split(self.rng)
-        grads, info = jax.grad(self.actor_loss, has_aux=True)(self.params, batch, key)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        return self.replace(params=apply_updates(self.params, updates), opt_state=opt_state, rng=rng,
-                            step=self.step + 1), info
+        return self.apply_loss(self.actor_loss, batch, key, rng=rng)
 
     def velocity_fn(self, obs, x, t):
-        return self.nets[0].apply(self.params["actor"], obs, x, t)
+        return self.actor_net.apply(self.params["actor"], obs, x, t)
 
     @partial(jax.jit, static_argnames=("num_candidates",))
     def _sample(self, obs, rng, omega, num_candidates: int):

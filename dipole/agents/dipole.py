@@ -10,37 +10,45 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
-import flax
 import jax
 import jax.numpy as jnp
 
-from dipole import critic, flow
-from dipole.agents.base import ActingMixin, AgentConfig, apply_updates, as_batch2d, iql_critic_init, make_optimizer
-from dipole.networks import PolarVelocityFields
+from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
+from dipole.nn import critic, flow
+from dipole.nn.networks import PolarVelocityFields
 
 ADV_NORMS = ("none", "running_std")
 
 
 @dataclasses.dataclass(frozen=True)
 class DIPOLEConfig(AgentConfig):
-    agent: str = "dipole"
+    agent: ClassVar[str] = "dipole"
     # critic (IQL)
     num_qs: int = 2
+    """Q heads in the ensemble; G uses their minimum."""
     expectile: float = 0.9
-    tau: float = 0.005  # Polyak rate of the target Q
+    """Expectile of the V loss (0.5 = mean; higher leans to the best actions in the data)."""
+    tau: float = 0.005
+    """Polyak rate of the target Q."""
     # policies
-    beta: float = 10.0  # temperature inside sigmoid(beta * G)
-    adv_norm: str = "none"  # 'none' (the paper's form) or 'running_std' (G / running std of G)
-    adv_norm_decay: float = 0.995  # EMA decay of the running variance of G
-    shared_actor: bool = False  # one network with a polarity embedding instead of two networks
+    beta: float = 10.0
+    """Temperature inside the positive weight sigmoid(beta * G)."""
+    adv_norm: str = "none"
+    """'none' (the paper's form) or 'running_std' (G divided by its running std)."""
+    adv_norm_decay: float = 0.995
+    """EMA decay of the running variance of G (adv_norm='running_std')."""
+    shared_actor: bool = False
+    """One network with a polarity embedding instead of two networks."""
     # sampling (defaults used by evaluation; both can be changed per call without retraining)
-    omega: float = 1.0  # greediness, fixed in advance per task
-    num_candidates: int = 32  # rejection sampling over K guided candidates by min Q; 1 turns it off
+    omega: float = 1.0
+    """Greediness at evaluation, fixed in advance per task (0 samples pi+)."""
+    num_candidates: int = 32
+    """Rejection sampling over K guided candidates by min Q; 1 turns it off."""
 
 
-class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
+class DIPOLEAgent(Agent):
     ranks_candidates = True
 
     params: Any  # {'actor': ..., 'q': ..., 'v': ...}
@@ -50,10 +58,13 @@ class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
     adv_mean_ema: jax.Array
     adv_var_ema: jax.Array
     step: jax.Array
-    config: DIPOLEConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)  # (actor, q, v) module definitions
-    tx: Any = flax.struct.field(pytree_node=False)
-    action_dim: int = flax.struct.field(pytree_node=False)
+    config: DIPOLEConfig = static()
+    actor_net: Any = static()  # PolarVelocityFields: (v+, v-) in one call
+    q_net: Any = static()
+    v_net: Any = static()
+    tx: Any = static()
+    obs_dim: int = static()
+    action_dim: int = static()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -66,7 +77,8 @@ class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
         actor = PolarVelocityFields(config.actor_hidden_dims, action_dim, shared=config.shared_actor)
         rng = jax.random.PRNGKey(seed)
         rng, a_key, q_key, v_key = jax.random.split(rng, 4)
-        q, v, q_params, v_params = iql_critic_init(config, ex_obs, ex_actions, q_key, v_key)
+        q, v, q_params, v_params = critic.make_iql_critic(config.value_hidden_dims, config.num_qs, ex_obs, ex_actions,
+                                                          q_key, v_key)
         params = {
             "actor": actor.init(a_key, ex_obs, ex_actions, jnp.zeros(ex_actions.shape[:-1])),
             "q": q_params,
@@ -82,19 +94,22 @@ class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
             adv_var_ema=jnp.zeros(()),
             step=jnp.zeros((), jnp.int32),
             config=config,
-            nets=(actor, q, v),
+            actor_net=actor,
+            q_net=q,
+            v_net=v,
             tx=tx,
+            obs_dim=int(ex_obs.shape[-1]),
             action_dim=action_dim,
         )
 
     # ------------------------------------------------------------------ pieces
     def velocities(self, params, obs, x, t):
         """(v+, v-) each (B, A), from one batched call."""
-        both = self.nets[0].apply(params["actor"], obs, x, t)
+        both = self.actor_net.apply(params["actor"], obs, x, t)
         return both[0], both[1]
 
     def q_values(self, params, obs, actions):
-        return self.nets[1].apply(params, obs, actions)
+        return self.q_net.apply(params, obs, actions)
 
     def normalised_advantage(self, adv, mean_ema, var_ema, count):
         """G, or G divided by its running std (bias-corrected EMA), depending on config.adv_norm."""
@@ -110,7 +125,7 @@ class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, params, batch):
-        return critic.iql_losses(self.nets[1].apply, self.nets[2].apply, params, self.target_q, batch,
+        return critic.iql_losses(self.q_net.apply, self.v_net.apply, params, self.target_q, batch,
                                  self.config.discount, self.config.expectile)
 
     def actor_loss(self, params, batch, rng, adv):
@@ -140,7 +155,7 @@ class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
         cfg = self.config
         rng, loss_rng = jax.random.split(self.rng)
         qs = self.q_values(self.params["q"], batch["observations"], batch["actions"])
-        v = self.nets[2].apply(self.params["v"], batch["observations"])
+        v = self.v_net.apply(self.params["v"], batch["observations"])
         # A batch may carry known advantages (bandits, analytic checks): then the critic's G is not used.
         raw_adv = batch["advantages"] if "advantages" in batch else critic.advantage(qs, v)
         count = self.step + 1
@@ -149,16 +164,9 @@ class DIPOLEAgent(ActingMixin, flax.struct.PyTreeNode):
         var_ema = d * self.adv_var_ema + (1 - d) * raw_adv.var()
         adv = self.normalised_advantage(raw_adv, mean_ema, var_ema, count)
 
-        grads, info = jax.grad(self.total_loss, has_aux=True)(self.params, batch, loss_rng, adv)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = apply_updates(self.params, updates)
-        target_q = critic.polyak(self.target_q, params["q"], cfg.tau)
-        info.update(adv_mean=raw_adv.mean(), adv_std=raw_adv.std(), adv_used_std=adv.std())
-        new = self.replace(
-            params=params, target_q=target_q, opt_state=opt_state, rng=rng,
-            adv_mean_ema=mean_ema, adv_var_ema=var_ema, step=count,
-        )
-        return new, info
+        new, info = self.apply_loss(self.total_loss, batch, loss_rng, adv, rng=rng, adv_mean_ema=mean_ema,
+                                    adv_var_ema=var_ema)
+        return new, {**info, "adv_mean": raw_adv.mean(), "adv_std": raw_adv.std(), "adv_used_std": adv.std()}
 
     # ------------------------------------------------------------------ acting
     def guided_velocity_fn(self, omega):

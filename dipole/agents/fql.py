@@ -2,53 +2,63 @@
 
 Critic: Q ensemble trained by TD with next actions from the one-step policy, target aggregated by the mean over
 heads (FQL's OGBench default), Polyak target. Actor: bc_flow_loss + alpha * ||mu(s, z) - flow(s, z)||^2 - Q(s, mu(s, z)).
-alpha is per task (FQL's paper: 300 for cube/scene, 1000 for puzzle, 10-30 for locomotion; see dipole/configs.py).
+alpha is per task (FQL's paper: 300 for cube/scene, 1000 for puzzle, 10-30 for locomotion; see dipole/agents/presets.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
-import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dipole import critic, flow
-from dipole.agents.base import ActingMixin, AgentConfig, apply_updates, as_batch2d, make_optimizer
-from dipole.networks import MLP, QEnsemble, VelocityField
+from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
+from dipole.nn import flow
+from dipole.nn.networks import MLP, QEnsemble, VelocityField
 
 
 @dataclasses.dataclass(frozen=True)
 class FQLConfig(AgentConfig):
-    agent: str = "fql"
+    agent: ClassVar[str] = "fql"
     num_qs: int = 2
+    """Q heads in the ensemble."""
     tau: float = 0.005
-    alpha: float = 10.0  # distillation coefficient
-    q_agg: str = "mean"  # 'mean' or 'min' over Q heads in the TD target and the actor's Q term
+    """Polyak rate of the target Q."""
+    alpha: float = 10.0
+    """Distillation coefficient (per task category, as in FQL's paper)."""
+    q_agg: str = "mean"
+    """'mean' or 'min' over Q heads in the TD target and the actor's Q term."""
     normalize_q_loss: bool = False
+    """Divide the actor's Q term by the mean |Q| of the batch."""
 
 
-class OneStepPolicy(flax.linen.Module):
+class OneStepPolicy(nn.Module):
+    """mu(s, z): one network call from noise z to an action."""
+
     hidden_dims: tuple
     action_dim: int
 
-    @flax.linen.compact
+    @nn.compact
     def __call__(self, obs, noise):
         return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, noise], axis=-1))
 
 
-class FQLAgent(ActingMixin, flax.struct.PyTreeNode):
+class FQLAgent(Agent):
     params: Any  # {'flow', 'onestep', 'q'}
     target_q: Any
     opt_state: Any
     rng: jax.Array
     step: jax.Array
-    config: FQLConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)  # (velocity field, one-step policy, q)
-    tx: Any = flax.struct.field(pytree_node=False)
-    action_dim: int = flax.struct.field(pytree_node=False)
+    config: FQLConfig = static()
+    flow_net: Any = static()  # VelocityField (behaviour cloning flow, the teacher)
+    onestep_net: Any = static()  # OneStepPolicy (the student that acts)
+    q_net: Any = static()
+    tx: Any = static()
+    obs_dim: int = static()
+    action_dim: int = static()
 
     @classmethod
     def create(cls, seed: int, ex_obs, ex_actions, config: FQLConfig | None = None):
@@ -65,37 +75,38 @@ class FQLAgent(ActingMixin, flax.struct.PyTreeNode):
                   "onestep": onestep.init(o_key, ex_obs, ex_actions), "q": q.init(q_key, ex_obs, ex_actions)}
         tx = make_optimizer(config.lr)
         return cls(params=params, target_q=params["q"], opt_state=tx.init(params), rng=rng,
-                   step=jnp.zeros((), jnp.int32), config=config, nets=(field, onestep, q), tx=tx, action_dim=a_dim)
+                   step=jnp.zeros((), jnp.int32), config=config, flow_net=field, onestep_net=onestep, q_net=q, tx=tx,
+                   obs_dim=int(ex_obs.shape[-1]), action_dim=a_dim)
 
     def aggregate(self, qs):
         return qs.mean(axis=0) if self.config.q_agg == "mean" else qs.min(axis=0)
 
     def onestep_actions(self, params, obs, noise):
-        return jnp.clip(self.nets[1].apply(params["onestep"], obs, noise), -1.0, 1.0)
+        return jnp.clip(self.onestep_net.apply(params["onestep"], obs, noise), -1.0, 1.0)
 
     def flow_actions(self, params, obs, noise):
-        velocity = lambda o, x, t: self.nets[0].apply(params["flow"], o, x, t)
+        velocity = lambda o, x, t: self.flow_net.apply(params["flow"], o, x, t)
         return flow.euler_sample(velocity, obs, noise, self.config.flow_steps)
 
     def critic_loss(self, params, batch, rng):
         noise = jax.random.normal(rng, batch["actions"].shape)
         next_actions = self.onestep_actions(self.params, batch["next_observations"], noise)
-        next_q = self.aggregate(self.nets[2].apply(self.target_q, batch["next_observations"], next_actions))
+        next_q = self.aggregate(self.q_net.apply(self.target_q, batch["next_observations"], next_actions))
         target = jax.lax.stop_gradient(batch["rewards"] + self.config.discount * batch["masks"] * next_q)
-        qs = self.nets[2].apply(params["q"], batch["observations"], batch["actions"])
+        qs = self.q_net.apply(params["q"], batch["observations"], batch["actions"])
         loss = jnp.mean(jnp.square(qs - target[None]))
         return loss, {"q_loss": loss, "q_mean": qs.mean()}
 
     def actor_loss(self, params, batch, rng):
         flow_key, noise_key = jax.random.split(rng)
         x_t, t, target = flow.flow_matching_inputs(flow_key, batch["actions"])
-        pred = self.nets[0].apply(params["flow"], batch["observations"], x_t, t)
+        pred = self.flow_net.apply(params["flow"], batch["observations"], x_t, t)
         bc_loss = jnp.mean(flow.per_sample_flow_error(pred, target))
         noise = jax.random.normal(noise_key, batch["actions"].shape)
         teacher = jax.lax.stop_gradient(self.flow_actions(params, batch["observations"], noise))
-        student = self.nets[1].apply(params["onestep"], batch["observations"], noise)
+        student = self.onestep_net.apply(params["onestep"], batch["observations"], noise)
         distill = jnp.mean(jnp.square(student - teacher))
-        q = self.aggregate(self.nets[2].apply(params["q"], batch["observations"], jnp.clip(student, -1.0, 1.0)))
+        q = self.aggregate(self.q_net.apply(params["q"], batch["observations"], jnp.clip(student, -1.0, 1.0)))
         q_term = -q.mean()
         if self.config.normalize_q_loss:
             q_term = q_term / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
@@ -113,11 +124,7 @@ class FQLAgent(ActingMixin, flax.struct.PyTreeNode):
     @jax.jit
     def update(self, batch):
         rng, key = jax.random.split(self.rng)
-        grads, info = jax.grad(self.total_loss, has_aux=True)(self.params, batch, key)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = apply_updates(self.params, updates)
-        return self.replace(params=params, target_q=critic.polyak(self.target_q, params["q"], self.config.tau),
-                            opt_state=opt_state, rng=rng, step=self.step + 1), info
+        return self.apply_loss(self.total_loss, batch, key, rng=rng)
 
     @partial(jax.jit, static_argnames=("num_candidates",))
     def _sample(self, obs, rng, omega, num_candidates: int):

@@ -1,7 +1,8 @@
-"""Checkpoints: one self-describing file per save, written atomically and verified by SHA-256 on load.
+"""Files the library writes: atomic writes, and checkpoints (one self-describing, checksummed file per save).
 
-File layout: MAGIC | 8-byte header length | JSON header | 8-byte payload length | msgpack payload | sha256(all before).
-The header names the agent, its config and the shapes needed to rebuild it, so `load_agent(path)` needs nothing else.
+Checkpoint layout: MAGIC | 8-byte header length | JSON header | 8-byte payload length | msgpack payload |
+sha256(all before). The header names what is stored (agent, config, shapes), so a reader needs nothing else.
+This module knows nothing about agents: `dipole.agents` builds headers and restores agents from what it reads.
 """
 
 from __future__ import annotations
@@ -11,12 +12,69 @@ import hashlib
 import json
 import os
 import struct
+import tempfile
 
-import flax.serialization
-import jax
 import numpy as np
 
-from dipole.utils import atomic_write_bytes
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Give the temporary file ordinary permissions (mkstemp makes it 0600), then rename it into place."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers see the old file or the new one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_npz(path: str, arrays: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
 
 MAGIC = b"DIPOLE-CKPT-1\n"
 CKPT_GLOB = "ckpt-*.dpl"
@@ -61,13 +119,12 @@ def _unpack(path: str, data: bytes):
     return json.loads(header_bytes), data[pos : pos + plen]
 
 
-def save_checkpoint(path: str, agent, header: dict, extra_arrays: dict | None = None) -> str:
-    """Write agent state (+ optional numpy arrays, e.g. a replay buffer) atomically to `path`."""
-    state = {
-        "agent": jax.device_get(flax.serialization.to_state_dict(agent)),
-        "extra": {k: np.asarray(v) for k, v in (extra_arrays or {}).items()},
-    }
-    payload = flax.serialization.msgpack_serialize(state)
+def write_checkpoint(path: str, header: dict, state: dict, extra_arrays: dict | None = None) -> str:
+    """Write a state dict (+ optional numpy arrays, e.g. a replay buffer) and its header atomically to `path`."""
+    import flax.serialization
+
+    payload = flax.serialization.msgpack_serialize(
+        {"agent": state, "extra": {k: np.asarray(v) for k, v in (extra_arrays or {}).items()}})
     atomic_write_bytes(path, _pack(header, payload))
     return path
 
@@ -80,6 +137,8 @@ def read_checkpoint(path: str):
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     header, payload = _unpack(path, data)
+    import flax.serialization
+
     try:
         state = flax.serialization.msgpack_restore(payload)
     except Exception as e:  # msgpack errors vary by version
@@ -108,25 +167,3 @@ def resolve_checkpoint(path: str) -> str:
         except CheckpointError as e:
             errors.append(str(e))
     raise CheckpointError(f"no valid checkpoint in {path}: " + " | ".join(errors))
-
-
-def restore_agent(header: dict, state: dict):
-    """Rebuild the agent from a checkpoint header and state dict."""
-    from dipole.agents import get_agent
-
-    agent_cls, config_cls = get_agent(header["agent"])
-    config = config_cls.from_dict(header["config"])
-    template = agent_cls.create(
-        0, np.zeros((1, header["obs_dim"]), np.float32), np.zeros((1, header["action_dim"]), np.float32), config
-    )
-    try:
-        return flax.serialization.from_state_dict(template, state["agent"])
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint does not match agent '{header['agent']}' with its saved config: {e}") from None
-
-
-def load_agent(path: str):
-    """Load an agent from a checkpoint file or a run folder -> (agent, header)."""
-    path = resolve_checkpoint(path)
-    header, state = read_checkpoint(path)
-    return restore_agent(header, state), header

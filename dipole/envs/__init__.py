@@ -1,4 +1,7 @@
-"""Environment registry: a name -> a gymnasium env with actions in [-1, 1] and `info['success']` where defined."""
+"""Environment registry: a name -> a gymnasium-style env with actions in [-1, 1] and `info['success']` where defined.
+
+`dmc-DOMAIN-TASK` (DeepMind Control), `highway-fast-v0[:weights]` (driving), and OGBench single-task names.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,13 @@ def register(prefix: str, factory: Callable) -> None:
 
 
 def _dmc(name: str):
-    from dipole.data.dmc import make_dmc_env
+    from dipole.envs.dmc import make_dmc_env
 
     return make_dmc_env(name)
 
 
 def _highway(name: str):
-    from dipole.highway import make_highway_env
+    from dipole.envs.highway import make_highway_env
 
     return make_highway_env(name)
 
@@ -32,12 +35,6 @@ def make_env(name: str):
     for prefix, factory in _FACTORIES.items():
         if name.startswith(prefix):
             return factory(name)
-    from dipole.data.ogbench_data import parse_singletask_name
+    from dipole.envs.ogbench import make_ogbench_env
 
-    try:
-        parse_singletask_name(name)
-    except ValueError as e:
-        raise ValueError(f"unknown environment {name!r}: {e}") from None
-    import ogbench
-
-    return ogbench.make_env_and_datasets(name, env_only=True)
+    return make_ogbench_env(name)

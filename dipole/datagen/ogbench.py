@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dipole.utils import atomic_write_npz, parallel_map
+from dipole.datagen.pool import parallel_map
+from dipole.storage import atomic_write_npz
 
 
 @dataclass(frozen=True)

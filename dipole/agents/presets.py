@@ -1,6 +1,7 @@
 """Per-task settings fixed in advance, and network-size presets.
 
-Agent configs default to the paper's sizes (4x512 MLPs, batch 256). `small` is for CPU runs and tests.
+Agent configs default to the paper's sizes (4x512 MLPs, batch 256). `small` (3x128) is for CPU runs, `tiny`
+(2x32) for tests.
 Task rules are applied in order; later matches override earlier ones. omega here is the greediness used for a
 task's headline score: it is chosen before seeing results and never maximised over an evaluation sweep.
 """
@@ -45,22 +46,3 @@ def task_overrides(name: str) -> dict:
         if fnmatch.fnmatch(name, pattern):
             out.update(overrides)
     return out
-
-
-def build_config(agent: str, env_name: str, preset: str = "paper", overrides: dict | None = None):
-    """Agent defaults <- size preset <- task rules <- explicit overrides (command line)."""
-    from dipole.agents import get_agent
-
-    if preset not in SIZE_PRESETS:
-        raise ValueError(f"unknown --preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}")
-    _, config_cls = get_agent(agent)
-    config = config_cls()
-    fields = set(config.to_dict())
-    rules = {}
-    for key, value in task_overrides(env_name).items():
-        owner, _, name = key.rpartition(".")
-        if owner in ("", agent):
-            rules[name] = value
-    merged = {**SIZE_PRESETS[preset], **{k: v for k, v in rules.items() if k in fields}}
-    config = config.replace(**merged)
-    return config.replace(**(overrides or {}))

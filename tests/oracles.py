@@ -16,7 +16,7 @@ def exact_velocity(grid: np.ndarray, p: np.ndarray, x: np.ndarray, t: float) -> 
 
 
 def exact_guided_samples(grid, p_pos, p_neg, omega: float, flow_steps: int, n: int = 20_000, seed: int = 11):
-    """Run dipole.flow's guided Euler ODE, v = v- + (1+omega)(v+ - v-), with the exact fields of p_pos and p_neg."""
+    """Run dipole.nn.flow's guided Euler ODE, v = v- + (1+omega)(v+ - v-), with the exact fields of p_pos and p_neg."""
     p_pos, p_neg = p_pos / p_pos.sum(), p_neg / p_neg.sum()
     x = np.random.default_rng(seed).normal(size=n)
     for i in range(flow_steps):

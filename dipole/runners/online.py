@@ -22,33 +22,51 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole.checkpoint import CheckpointError, list_checkpoints, read_checkpoint, restore_agent, save_checkpoint
-from dipole.data.dataset import REQUIRED_KEYS, Dataset
+from dipole.agents import restore
+from dipole.data.dataset import Dataset
+from dipole.data.replay import ReplayBuffer
 from dipole.envs import make_env
-from dipole.evaluation import evaluate_agent
-from dipole.train import CSVLog, read_csv
-from dipole.utils import atomic_write_json
+from dipole.runners.evaluation import evaluate_agent
+from dipole.runners.logging import LogSettings, RunLogger
+from dipole.storage import CheckpointError, atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint
 
 FINETUNE_FORMAT = 1
 
 
 @dataclasses.dataclass
 class FinetuneSettings:
+    """How long to fine-tune, how to act while collecting, and how often to log, evaluate and save."""
+
     online_steps: int = 1_000_000
-    updates_per_step: int = 1  # gradient steps per environment step (the update-to-data ratio)
-    buffer_capacity: int | None = None  # online transitions kept (a ring); None keeps all `online_steps`
-    act_omega: float | None = None  # greediness while collecting; None: the agent's config value
-    act_candidates: int | None = None  # rejection-sampling candidates while collecting; None: config value
+    """Environment steps to collect."""
+    updates_per_step: int = 1
+    """Gradient steps per environment step (the update-to-data ratio)."""
+    buffer_capacity: int | None = None
+    """Online transitions kept (a ring; None keeps all); the offline dataset always stays in the buffer."""
+    act_omega: float | None = None
+    """Greediness while collecting (None: the agent's config value)."""
+    act_candidates: int | None = None
+    """Rejection-sampling K while collecting (None: the agent's config value)."""
     eval_omega: float | None = None
+    """Greediness for evaluation (None: the agent's config value)."""
     eval_candidates: int | None = None
-    episode_length: int | None = None  # truncate training episodes here; None: the environment's own limit
+    """Rejection-sampling K for evaluation (None: the agent's config value)."""
+    episode_length: int | None = None
+    """Truncate training episodes here (None: the environment's own limit)."""
     eval_every: int = 100_000
+    """Environment steps between evaluations (0: none before the end); step 0 and the last step are evaluated."""
     eval_episodes: int = 50
+    """Episodes per evaluation (0: no evaluation)."""
     save_every: int = 100_000
+    """Environment steps between checkpoints; the last step is always saved."""
     log_every: int = 1000
+    """Environment steps between rows of metrics.csv."""
     keep_checkpoints: int = 2
+    """Checkpoints kept in RUN/checkpoints."""
     seed: int = 0
+    """Seed of acting, batches and the training episodes."""
     progress: bool = True
+    """Show a progress bar."""
 
     def __post_init__(self):
         for name in ("online_steps", "updates_per_step", "log_every", "save_every", "keep_checkpoints"):
@@ -67,58 +85,6 @@ class FinetuneSettings:
     @property
     def online_capacity(self) -> int:
         return self.buffer_capacity or self.online_steps
-
-
-class ReplayBuffer:
-    """The offline dataset (fixed, first rows) followed by a ring of `capacity` online transitions."""
-
-    def __init__(self, offline: Dataset, capacity: int):
-        self.num_offline = len(offline)
-        self.capacity = int(capacity)
-        self.count = 0  # online transitions ever added
-        self.data = {}
-        for k in REQUIRED_KEYS:
-            src = offline[k]
-            self.data[k] = np.empty((self.num_offline + self.capacity,) + src.shape[1:], np.float32)
-            self.data[k][: self.num_offline] = src
-
-    @property
-    def online_size(self) -> int:
-        return min(self.count, self.capacity)
-
-    def __len__(self) -> int:
-        return self.num_offline + self.online_size
-
-    @property
-    def nbytes(self) -> int:
-        return sum(v.nbytes for v in self.data.values())
-
-    def add(self, obs, action, reward, mask, next_obs) -> None:
-        i = self.num_offline + self.count % self.capacity
-        self.data["observations"][i] = obs
-        self.data["actions"][i] = action
-        self.data["rewards"][i] = reward
-        self.data["masks"][i] = mask
-        self.data["next_observations"][i] = next_obs
-        self.count += 1
-
-    def sample(self, rng: np.random.Generator, shape) -> dict:
-        idx = rng.integers(0, len(self), size=shape)
-        return {k: v[idx] for k, v in self.data.items()}
-
-    def online_arrays(self) -> dict:
-        """The filled online rows in storage order (what a checkpoint keeps)."""
-        lo, hi = self.num_offline, self.num_offline + self.online_size
-        return {f"buffer/{k}": v[lo:hi] for k, v in self.data.items()}
-
-    def restore_online(self, arrays: dict, count: int) -> None:
-        size = min(count, self.capacity)
-        for k in REQUIRED_KEYS:
-            rows = np.asarray(arrays[f"buffer/{k}"])
-            if len(rows) != size:
-                raise CheckpointError(f"checkpoint buffer field '{k}' has {len(rows)} rows, expected {size}")
-            self.data[k][self.num_offline : self.num_offline + size] = rows
-        self.count = int(count)
 
 
 @jax.jit
@@ -170,6 +136,7 @@ def finetune(
     resume: bool = False,
     source: str | None = None,
     log=print,
+    logging: LogSettings | None = None,
 ):
     """Fine-tune `agent` online in `env_name`, its buffer seeded with `dataset`. Returns (agent, buffer).
 
@@ -196,8 +163,6 @@ def finetune(
     if resume and not ckpts:
         log(f"--resume: no checkpoint in {run_dir}; starting the fine-tune from the given agent")
     if ckpts:
-        from dipole.checkpoint import resolve_checkpoint
-
         path = resolve_checkpoint(run_dir)
         header, raw = read_checkpoint(path)
         ft = header.get("finetune")
@@ -210,7 +175,11 @@ def finetune(
                 f"transitions, buffer capacity {ft['buffer_capacity']} and seed {ft['seed']}; resume with the same "
                 "checkpoint, dataset, --buffer-capacity and --seed, or use a new --run-dir."
             )
-        agent = restore_agent(header, raw)
+        agent = restore(header, raw)
+        if agent.config != config:
+            changed = sorted(k for k, v in config.to_dict().items() if agent.config.to_dict().get(k) != v)
+            raise ValueError(f"--resume: {path} was fine-tuned with a different config (fields {changed}); resume "
+                             "with the same settings or use a new --run-dir.")
         extra = raw["extra"]
         buffer.restore_online(extra, ft["online_count"])
         state.update(env_step=ft["env_step"], episode=ft["episode"], ep_return=ft["ep_return"],
@@ -233,18 +202,18 @@ def finetune(
         "finetune": dataclasses.asdict(settings), "dataset": dataset.summary(),
         "buffer_bytes": buffer.nbytes,
     })
-    metrics_log = CSVLog(os.path.join(run_dir, "metrics.csv"), resumed_at)
-    eval_log = CSVLog(os.path.join(run_dir, "eval.csv"), resumed_at)
-    episode_log = CSVLog(os.path.join(run_dir, "episodes.csv"), resumed_at)
+    logger = RunLogger(run_dir, ("metrics", "eval", "episodes"), resumed_at, logging,
+                       config={"agent": agent_name, "env": env_name, "mode": "finetune", **config.to_dict(),
+                               **dataclasses.asdict(settings)})
     eval_envs = None
 
     def evaluate(step):
         nonlocal eval_envs
-        if not (settings.eval_every and settings.eval_episodes):
+        if not settings.eval_episodes:
             return
         eval_envs = eval_envs or [make_env(env_name) for _ in range(min(settings.eval_episodes, 16))]
         res = evaluate_agent(agent, env_name, settings.eval_episodes, seed=settings.seed, envs=eval_envs, **eval_kw)
-        eval_log.write({"step": step, "updates": int(agent.step), **res})
+        logger.log("eval", {"step": step, "updates": int(agent.step), **res})
         succ = "n/a" if res["success"] is None else f"{res['success']:.3f}"
         log(f"env step {step}: eval success {succ} return {res['return']:.2f}")
 
@@ -279,7 +248,7 @@ def finetune(
         if terminated or truncated:
             row = {"step": step, "episode": state["episode"], "return": state["ep_return"],
                    "length": len(state["ep_actions"]), "success": state["ep_success"] if "success" in info else ""}
-            episode_log.write(row)
+            logger.log("episodes", row)
             recent = (recent + [row])[-10:]
             state.update(episode=state["episode"] + 1, ep_return=0.0, ep_success=0.0, ep_actions=[])
             obs = env.reset(state["episode"])
@@ -291,79 +260,30 @@ def finetune(
             bad = sorted(k for k, v in info_row.items() if not np.isfinite(v))
             if bad:
                 raise FloatingPointError(f"non-finite training metrics {bad} at env step {step}; lower the lr")
-            metrics_log.write({"step": step, "updates": int(agent.step), "buffer": len(buffer),
+            logger.log("metrics", {"step": step, "updates": int(agent.step), "buffer": len(buffer),
                                "time": round(time.time() - t_start, 3), **info_row})
             if recent:
                 bar.set_postfix(ep_return=f"{np.mean([r['return'] for r in recent]):.1f}", refresh=False)
-        if settings.eval_every and step % settings.eval_every == 0:
+        if (settings.eval_every and step % settings.eval_every == 0) or step == settings.online_steps:
             evaluate(step)
         if step % settings.save_every == 0 or step == settings.online_steps:
             _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, source)
     bar.close()
+    logger.close()
     return agent, buffer
 
 
 def _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, source):
     step = state["env_step"]
-    header = {
-        "agent": agent.config.agent, "config": agent.config.to_dict(), "obs_dim": dataset.obs_dim,
-        "action_dim": dataset.action_dim, "env": env_name, "step": int(agent.step), "seed": settings.seed,
-        "dataset_path": dataset.name, "source": source,
-        "finetune": {
-            "format": FINETUNE_FORMAT, "env_step": step, "episode": state["episode"],
-            "ep_return": state["ep_return"], "ep_success": state["ep_success"], "online_count": buffer.count,
-            "buffer_capacity": buffer.capacity, "offline_transitions": buffer.num_offline, "seed": settings.seed,
-        },
+    finetune_state = {
+        "format": FINETUNE_FORMAT, "env_step": step, "episode": state["episode"],
+        "ep_return": state["ep_return"], "ep_success": state["ep_success"], "online_count": buffer.count,
+        "buffer_capacity": buffer.capacity, "offline_transitions": buffer.num_offline, "seed": settings.seed,
     }
     actions = np.asarray(state["ep_actions"], np.float32).reshape(-1, dataset.action_dim)
     extra = {**buffer.online_arrays(), "episode_actions": actions, "obs": obs}
     path = os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
-    save_checkpoint(path, agent, header, extra)
+    agent.save(path, extra, env=env_name, seed=settings.seed, dataset_path=dataset.name, source=source,
+               finetune=finetune_state)
     for old in list_checkpoints(run_dir)[: -settings.keep_checkpoints]:
         os.unlink(old)
-
-
-def finetune_curve(run_dir: str, title: str = "") -> str:
-    """Evaluation success/return against environment steps (step 0 = the offline agent) and training episodes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    evals = read_csv(os.path.join(run_dir, "eval.csv"))
-    episodes = read_csv(os.path.join(run_dir, "episodes.csv"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    if evals:
-        steps = [e["step"] for e in evals]
-        has_success = all(isinstance(e.get("success"), float) for e in evals)
-        ax = axes[0]
-        if has_success:
-            ax.plot(steps, [100 * e["success"] for e in evals], "o-", label="eval success (%)")
-            ax.set_ylim(-2, 102)
-            ax.set_ylabel("success (%)")
-            ax2 = ax.twinx()
-        else:
-            ax2 = ax
-        ax2.plot(steps, [e["return"] for e in evals], "s--", color="tab:orange", label="eval return")
-        ax2.set_ylabel("return")
-        ax.axvline(0, color="grey", lw=0.8)
-        ax.set_title("evaluation (step 0 = offline agent)")
-        ax.set_xlabel("environment steps")
-        lines = ax.get_legend_handles_labels()[0] + (ax2.get_legend_handles_labels()[0] if ax2 is not ax else [])
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="best")
-    if episodes:
-        xs = np.array([e["step"] for e in episodes])
-        rs = np.array([e["return"] for e in episodes])
-        axes[1].plot(xs, rs, ".", alpha=0.4, label="training episode return")
-        w = max(1, len(rs) // 20)
-        if len(rs) >= w:
-            axes[1].plot(xs[w - 1:], np.convolve(rs, np.ones(w) / w, mode="valid"), "-", label=f"mean of {w}")
-        axes[1].set_xlabel("environment steps")
-        axes[1].set_title("training episodes (acting policy)")
-        axes[1].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = os.path.join(run_dir, "finetune_curve.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -1,9 +1,18 @@
-"""IQL critic shared by DIPOLE, IQL, IFQL and CFGRL: expectile V, TD Q ensemble, Polyak target, advantage."""
+"""IQL critic shared by DIPOLE, IQL, IFQL and CFGRL: networks, expectile V, TD Q ensemble, Polyak target, advantage."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from dipole.nn.networks import QEnsemble, ValueNet
+
+
+def make_iql_critic(hidden_dims, num_qs: int, ex_obs, ex_actions, q_key, v_key):
+    """-> (Q ensemble, V network, Q params, V params), as every IQL-critic agent builds them."""
+    q = QEnsemble(hidden_dims, num_qs=num_qs)
+    v = ValueNet(hidden_dims)
+    return q, v, q.init(q_key, ex_obs, ex_actions), v.init(v_key, ex_obs)
 
 
 def expectile_loss(diff, expectile: float):

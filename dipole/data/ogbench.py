@@ -1,39 +1,14 @@
-"""OGBench datasets: the real loader (through `ogbench.make_env_and_datasets`) and local generation.
-
-OGBench names: a dataset file is named like `pointmaze-medium-navigate-v0` (files `NAME.npz`, `NAME-val.npz`);
-a single-task RL name inserts `-singletask[-taskK]` before the version, e.g.
-`pointmaze-medium-navigate-singletask-task1-v0`, and OGBench relabels rewards (success - 1) and masks for it.
-"""
+"""OGBench datasets through OGBench's own loader (`ogbench.make_env_and_datasets`), which relabels rewards
+(success - 1) and masks for single-task names. Local generation in OGBench's format: `dipole.datagen.ogbench`."""
 
 from __future__ import annotations
 
 import os
-import re
 
 from dipole.data.dataset import Dataset, DatasetError
+from dipole.envs.ogbench import parse_singletask_name
 
 DEFAULT_DATASET_DIR = "~/.ogbench/data"
-_SINGLETASK = re.compile(r"^(?P<base>.+)-(?P<dtype>[a-z]+)-singletask(?P<task>-task\d+)?-(?P<ver>v\d+)$")
-
-
-def is_ogbench_name(name: str) -> bool:
-    return bool(_SINGLETASK.match(name)) or bool(re.match(r"^[a-z0-9]+-[a-z0-9-]+-v\d+$", name))
-
-
-def parse_singletask_name(name: str) -> dict:
-    """'cube-double-play-singletask-task2-v0' -> dataset 'cube-double-play-v0', env 'cube-double-singletask-task2-v0'."""
-    m = _SINGLETASK.match(name)
-    if not m:
-        raise ValueError(
-            f"{name!r} is not an OGBench single-task name; expected e.g. "
-            "'pointmaze-medium-navigate-singletask-task1-v0' or 'cube-single-play-singletask-v0' (default task)."
-        )
-    base, dtype, task, ver = m.group("base"), m.group("dtype"), m.group("task") or "", m.group("ver")
-    return {
-        "dataset": f"{base}-{dtype}-{ver}",
-        "env": f"{base}-singletask{task}-{ver}",
-        "task": int(task[5:]) if task else None,
-    }
 
 
 def dataset_files(name: str, dataset_path: str | None = None, dataset_dir: str = DEFAULT_DATASET_DIR):

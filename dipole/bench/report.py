@@ -1,0 +1,82 @@
+"""Benchmark tables (markdown) and plots from aggregated results."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _unit(summary: dict) -> str:
+    return "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
+
+
+def _cell(ms, bold=False, seeds=2):
+    if ms is None:
+        return "—"
+    text = f"{ms[0]:.1f} ± {ms[1]:.1f}" if seeds > 1 else f"{ms[0]:.1f}"  # no spread to report from one seed
+    return f"**{text}**" if bold else text
+
+
+def markdown_tables(summary: dict) -> str:
+    agents = list(summary["agents"])
+    tasks = list(next(iter(summary["agents"].values()))["tasks"])
+    spread = f"mean ± std over {summary['seeds']} seeds" if summary["seeds"] > 1 else "one seed, so no spread"
+    unit = _unit(summary)
+    lines = [f"Suite `{summary['suite']}`: {unit}, {spread}; "
+             f"{summary['steps']} updates, `{summary['preset']}` networks, {summary['eval_episodes']} episodes per "
+             "evaluation; headline omega and K from each agent's config (fixed in advance).", "",
+             "| task | " + " | ".join(agents) + " |", "|---|" + "---:|" * len(agents)]
+    for t in tasks:
+        cells = [_cell(summary["agents"][a]["tasks"][t], seeds=summary["seeds"]) for a in agents]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    cells = [_cell(summary["agents"][a]["category"], bold=True, seeds=summary["seeds"]) for a in agents]
+    lines.append(f"| **{summary['category']} ({len(tasks)}-task average)** | " + " | ".join(cells) + " |")
+    if summary.get("missing"):
+        lines += ["", f"{summary['missing']} run(s) of this suite have not finished; their cells show — and the "
+                      "average is given only over seeds with every task finished."]
+    for a in agents:
+        rows = summary["agents"][a]["omega_sweep"]
+        if not rows:
+            continue
+        lines += ["", f"Omega sweep for `{a}` (category average {unit}, each point its own evaluation; "
+                      "not used for the headline):", "", "| omega | K | score |", "|---:|---:|---:|"]
+        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {_cell(r['score'], seeds=summary['seeds'])} |"
+                  for r in rows]
+    return "\n".join(lines)
+
+
+def bench_plots(summary: dict, out_dir: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agents = list(summary["agents"])
+    tasks = list(next(iter(summary["agents"].values()))["tasks"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    width = 0.8 / len(agents)
+    for i, a in enumerate(agents):
+        cells = [summary["agents"][a]["tasks"][t] or (np.nan, 0.0) for t in tasks]
+        m, s = [c[0] for c in cells], [c[1] for c in cells]
+        axes[0].bar(np.arange(len(tasks)) + i * width, m, width, yerr=s, capsize=3, label=a)
+    axes[0].set_xticks(np.arange(len(tasks)) + width * (len(agents) - 1) / 2)
+    axes[0].set_xticklabels([t.split("singletask-")[-1].removesuffix("-v0") for t in tasks])
+    unit = _unit(summary)
+    axes[0].set_ylabel(unit)
+    axes[0].set_title(f"{summary['category']}: headline (fixed omega)")
+    axes[0].legend(fontsize=8)
+    for a in agents:
+        rows = summary["agents"][a]["omega_sweep"]
+        for k in sorted({r["num_candidates"] for r in rows}):
+            sel = [r for r in rows if r["num_candidates"] == k]
+            axes[1].errorbar([r["omega"] for r in sel], [r["score"][0] for r in sel],
+                             yerr=[r["score"][1] for r in sel], marker="o", capsize=3, label=f"{a}, K={k}")
+    axes[1].set_xlabel("omega")
+    axes[1].set_ylabel(f"category {unit}")
+    axes[1].set_title("omega sweep (separate from the headline)")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "results.png"), dpi=110)
+    plt.close(fig)

@@ -1,0 +1,145 @@
+"""Benchmark runner: every (task, agent, seed) of a suite, resumable run by run, aggregated as OGBench reports.
+
+Each run trains in its own folder (checkpoints, resume after a kill) and writes `result.json` when done; a finished
+run is skipped on the next call. The headline score of a run is its success rate at the omega and K of its
+config, fixed before training; the omega sweep is evaluated and tabulated separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from dipole.agents import build_config
+from dipole.bench.report import bench_plots, markdown_tables
+from dipole.bench.suites import SUITES, Suite
+from dipole.data.dmc import load_dmc
+from dipole.data.ogbench import load_ogbench
+from dipole.datagen.dmc import generate_dmc
+from dipole.datagen.ogbench import generate_ogbench
+from dipole.runners.evaluation import evaluate_agent, omega_sweep
+from dipole.runners.offline import TrainSettings, train
+from dipole.storage import atomic_write_json
+
+
+def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | None = None, workers: int = 2,
+              log=print, report_only: bool = False, overrides: dict | None = None) -> dict:
+    """Run every (task, agent, seed) not yet finished, then write the tables; report_only just writes the tables.
+
+    `overrides` (config field -> value) apply, after the suite's own, to every agent whose config has the field.
+    """
+    if suite_name not in SUITES:
+        raise ValueError(f"unknown suite {suite_name!r}; available: {sorted(SUITES)}")
+    suite = SUITES[suite_name]
+    overrides = dict(overrides or {})
+    for agent_name in agents:
+        build_config(agent_name, None)  # an unknown agent fails here, before any data is made
+    known = {k for a in agents for k in build_config(a, None).to_dict()}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"config field(s) {unknown} belong to none of the agents {agents}; valid: {sorted(known)}")
+    out_dir = out_dir or os.path.join("runs", "bench", suite_name)
+    if report_only:
+        return aggregate(suite, agents, seeds, out_dir)
+    data_dir = os.path.expanduser(suite.data_dir or os.path.join(out_dir, "data"))
+    if suite.source == "dmc":
+        train_file = os.path.join(data_dir, f"{suite.dataset}-explore.npz")
+        if not os.path.exists(train_file):
+            log(f"collecting {suite.data_steps} exploratory {suite.dataset} transitions into {data_dir}")
+            generate_dmc(suite.dataset, steps=suite.data_steps, explorers=8, workers=workers, seed=0,
+                         out_dir=data_dir)
+    else:
+        train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
+        if not os.path.exists(train_file):
+            log(f"generating {suite.dataset} ({suite.episodes or 'published'} episodes) into {data_dir}")
+            generate_ogbench(suite.dataset, episodes=suite.episodes, workers=workers, seed=0, out_dir=data_dir)
+
+    runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in range(seeds)]
+    todo = [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
+    start = time.time()
+    for i, (task, agent_name, seed) in enumerate(todo):
+        run_dir = _run_dir(out_dir, task, agent_name, seed)
+        result_path = os.path.join(run_dir, "result.json")
+        eta = "" if not i else f", ETA {(time.time() - start) / i * (len(todo) - i) / 60:.0f} min"
+        log(f"[{len(runs) - len(todo) + i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
+        val_dataset = None
+        if suite.source == "dmc":
+            env, dataset = load_dmc(task, train_file)
+            env.close()
+        else:
+            _, dataset, val_dataset = load_ogbench(task, dataset_path=train_file)
+        config = build_config(agent_name, task, suite.preset)
+        fields = config.to_dict()
+        config = config.replace(**{k: v for k, v in {**suite.overrides, **overrides}.items() if k in fields})
+        settings = TrainSettings(steps=suite.steps, seed=seed, log_every=suite.log_every, eval_every=0,
+                                 eval_episodes=0, save_every=max(suite.log_every, suite.steps // 10 // suite.log_every
+                                                                 * suite.log_every), progress=False)
+        agent = train(run_dir, task, dataset, agent_name, config, settings, resume=True, log=log,
+                      val_dataset=val_dataset)
+        headline = evaluate_agent(agent, task, suite.eval_episodes, seed=seed)
+        sweep = None
+        if "omega" in fields:
+            sweep = omega_sweep(agent, task, list(suite.sweep_omegas), list(suite.sweep_candidates),
+                                suite.eval_episodes, seed=seed)
+        atomic_write_json(result_path, {"task": task, "agent": agent_name, "seed": seed, "steps": suite.steps,
+                                        "headline": headline, "omega_sweep": sweep, "config": config.to_dict()})
+    return aggregate(suite, agents, seeds, out_dir)
+
+
+def _run_dir(out_dir, task, agent, seed, *rest):
+    return os.path.join(out_dir, "runs", task, agent, f"seed{seed}", *rest)
+
+
+def _mean_std(xs):
+    xs = np.asarray(xs, float)
+    return float(xs.mean()), float(xs.std())
+
+
+def _score(suite: Suite, res: dict) -> float:
+    return 100 * res["success"] if suite.metric == "success" else res["return"]
+
+
+def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict:
+    """Per task: mean ± std over seeds of success (%) (DMC: return). Per category: the 5-task average per seed, then mean ± std.
+
+    Runs without a result.json (not yet run) are left out and counted in `missing`; a task's cell is None when none
+    of its seeds finished, and the category is None unless every task of that seed finished.
+    """
+    results = {}
+    missing = 0
+    for agent in agents:
+        per_task, per_seed = {}, {}
+        sweeps = {}
+        for task in suite.tasks:
+            scores = []
+            for seed in range(seeds):
+                path = _run_dir(out_dir, task, agent, seed, "result.json")
+                if not os.path.exists(path):
+                    missing += 1
+                    continue
+                r = json.load(open(path))
+                scores.append(_score(suite, r["headline"]))
+                per_seed.setdefault(seed, []).append(scores[-1])
+                for row in r["omega_sweep"] or []:
+                    sweeps.setdefault((row["omega"], row["num_candidates"]), {}).setdefault(seed, []).append(
+                        _score(suite, row))
+            per_task[task] = _mean_std(scores) if scores else None
+        complete = [np.mean(v) for v in per_seed.values() if len(v) == len(suite.tasks)]
+        category = _mean_std(complete) if complete else None
+        sweep_rows = [{"omega": w, "num_candidates": k, "score": _mean_std([np.mean(v) for v in by_seed.values()
+                                                                              if len(v) == len(suite.tasks)])}
+                      for (w, k), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][0]))
+                      if any(len(v) == len(suite.tasks) for v in by_seed.values())]
+        results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows}
+    summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
+               "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing,
+               "metric": suite.metric}
+    atomic_write_json(os.path.join(out_dir, "results.json"), summary)
+    md = markdown_tables(summary)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(md + "\n")
+    bench_plots(summary, out_dir)
+    return summary

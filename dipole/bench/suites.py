@@ -1,0 +1,79 @@
+"""Benchmark suites: which tasks, how much data, how long to train, how many evaluation episodes.
+
+OGBench suites are scored by success rate (%), averaged over a category's 5 single tasks as OGBench reports; DMC
+suites by episode return. Paper-scale suites are for a GPU; `*-mini` suites fit 2 CPU cores; `smoke*` are for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dipole.envs.dmc import DOMAINS
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str  # OGBench dataset to generate (or find) for every task of the suite
+    tasks: tuple  # OGBench single-task names
+    episodes: int | None  # dataset size in episodes (None: the published size)
+    steps: int
+    preset: str
+    eval_episodes: int
+    overrides: dict = field(default_factory=dict)  # config overrides for every agent that has the field
+    sweep_omegas: tuple = (0.0, 0.5, 1.0, 2.0, 4.0)
+    sweep_candidates: tuple = (1, 32)
+    log_every: int = 1000
+    data_dir: str | None = None  # None: <out>/data; the paper-scale suites use ~/.ogbench/data
+    source: str = "ogbench"  # 'ogbench' (dataset = an OGBench dataset) or 'dmc' (dataset = a DMC domain)
+    data_steps: int | None = None  # dmc: exploratory transitions to collect
+
+    @property
+    def category(self) -> str:
+        return f"dmc-{self.dataset}" if self.source == "dmc" else self.dataset.removesuffix("-v0")
+
+    @property
+    def metric(self) -> str:
+        """OGBench tasks are scored by success rate (%), DMC tasks (no success signal) by episode return."""
+        return "return" if self.source == "dmc" else "success"
+
+
+def _tasks(dataset: str) -> tuple:
+    base = dataset.removesuffix("-v0")
+    return tuple(f"{base}-singletask-task{i}-v0" for i in range(1, 6))
+
+
+SUITES = {
+    # ~1 hour for DIPOLE with 2 seeds on 2 CPU cores: 5 pointmaze tasks, 200-episode dataset, 40k updates, 3x128.
+    "ogbench-mini": Suite("ogbench-mini", "pointmaze-medium-navigate-v0", _tasks("pointmaze-medium-navigate-v0"),
+                          episodes=200, steps=40_000, preset="small", eval_episodes=10, overrides={"lr": 1e-3}),
+    # Paper scale (GPU): full published datasets, 4x512, 1M updates, 50 evaluation episodes per task.
+    **{
+        f"ogbench-{cat}": Suite(f"ogbench-{cat}", f"{cat}-v0", _tasks(f"{cat}-v0"), episodes=None, steps=1_000_000,
+                                preset="paper", eval_episodes=50, data_dir="~/.ogbench/data")
+        for cat in ("cube-single-play", "cube-double-play", "scene-play", "puzzle-3x3-play")
+    },
+    # For tests and smoke runs: one task, a handful of updates.
+    "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
+                   episodes=2, steps=200, preset="tiny", eval_episodes=2, overrides={"flow_steps": 3},
+                   sweep_omegas=(0.0, 2.0), sweep_candidates=(1, 2), log_every=100),
+}
+
+
+def _dmc_tasks(domain: str) -> tuple:
+    return tuple(f"dmc-{domain}-{task}" for task in DOMAINS[domain])
+
+
+for _domain in ("walker", "cheetah", "quadruped"):
+    # ExORL's setting: 1M exploratory transitions relabelled per task, 4x512 networks, 1M updates (GPU).
+    SUITES[f"dmc-{_domain}"] = Suite(f"dmc-{_domain}", _domain, _dmc_tasks(_domain), episodes=None, steps=1_000_000,
+                                     preset="paper", eval_episodes=10, source="dmc", data_steps=1_000_000,
+                                     data_dir="~/.dipole/dmc")
+# CPU-sized: 100k exploratory walker transitions, 20k updates, 3x128, 5 evaluation episodes per point.
+SUITES["dmc-walker-mini"] = Suite("dmc-walker-mini", "walker", _dmc_tasks("walker"), episodes=None, steps=20_000,
+                                  preset="small", eval_episodes=5, overrides={"lr": 1e-3}, source="dmc",
+                                  data_steps=100_000, sweep_candidates=(1,))
+SUITES["smoke-dmc"] = Suite("smoke-dmc", "walker", ("dmc-walker-stand",), episodes=None, steps=200, preset="tiny",
+                            eval_episodes=1, overrides={"flow_steps": 3}, source="dmc", data_steps=2000,
+                            sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100)
+SUITES["ogbench"] = SUITES["ogbench-cube-single-play"]  # alias; run the other categories by name

@@ -1,0 +1,218 @@
+"""Offline training loop: compiled chunks of updates, logs, progress with ETA, atomic checkpoints, exact resume.
+
+Batches are drawn inside the compiled chunk from a key derived from (seed, agent step), so a run resumed from a
+checkpoint at step k continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dipole.agents import get_agent, load_checkpoint
+from dipole.agents.presets import SIZE_PRESETS
+from dipole.data.dataset import Dataset
+from dipole.runners.evaluation import evaluate_agent
+from dipole.runners.logging import LogSettings, RunLogger
+from dipole.storage import atomic_write_json, list_checkpoints, resolve_checkpoint
+
+CPU_PAPER_WARN_STEPS = 100_000
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """How long to train and how often to log, evaluate and save (everything that is not the agent's config)."""
+
+    steps: int = 1_000_000
+    """Gradient updates in all."""
+    seed: int = 0
+    """Seed of the agent's initialisation, its batches and the evaluation episodes."""
+    log_every: int = 1000
+    """Updates between rows of metrics.csv; also the number of updates compiled into one call."""
+    eval_every: int = 100_000
+    """Updates between evaluations (0: none before the end); the final step is always evaluated."""
+    eval_episodes: int = 50
+    """Episodes per evaluation (0: no evaluation at all)."""
+    save_every: int = 100_000
+    """Updates between checkpoints; the final step is always saved."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in RUN/checkpoints (older ones are deleted)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        for name in ("steps", "log_every", "eval_every", "save_every", "eval_episodes", "keep_checkpoints"):
+            if getattr(self, name) < (0 if name in ("eval_every", "eval_episodes") else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self.log_every = min(self.log_every, self.steps)
+        for name in ("eval_every", "save_every"):
+            value = getattr(self, name)
+            if value and value % self.log_every:
+                raise ValueError(f"{name} ({value}) must be a multiple of log_every ({self.log_every})")
+
+
+@partial(jax.jit, static_argnames=("num_updates", "batch_size"))
+def train_chunk(agent, data: dict, data_key, num_updates: int, batch_size: int):
+    """`num_updates` updates in one compiled call; returns (agent, metrics averaged over the chunk)."""
+    size = data["observations"].shape[0]
+
+    def one(agent, _):
+        key = jax.random.fold_in(data_key, agent.step)
+        idx = jax.random.randint(key, (batch_size,), 0, size)
+        batch = jax.tree_util.tree_map(lambda x: x[idx], data)
+        return agent.update(batch)
+
+    agent, infos = jax.lax.scan(one, agent, None, length=num_updates)
+    return agent, jax.tree_util.tree_map(jnp.mean, infos)
+
+
+@partial(jax.jit, static_argnames=("batch_size",))
+def validation_metrics(agent, data: dict, key, batch_size: int):
+    """The losses of one update on a batch of held-out data, at the current parameters; the agent is not changed."""
+    idx = jax.random.randint(key, (batch_size,), 0, data["observations"].shape[0])
+    _, info = agent.update(jax.tree_util.tree_map(lambda x: x[idx], data))
+    return info
+
+
+def network_label(config) -> str:
+    """'4x512' for (512, 512, 512, 512); the preset's name when the sizes are a preset's."""
+    dims = config.actor_hidden_dims
+    shape = f"{len(dims)}x{dims[0]}" if dims and len(set(dims)) == 1 else "x".join(map(str, dims))
+    preset = next((name for name, o in SIZE_PRESETS.items()
+                   if tuple(o.get("actor_hidden_dims", (512,) * 4)) == tuple(dims)
+                   and tuple(o.get("value_hidden_dims", (512,) * 4)) == tuple(config.value_hidden_dims)), None)
+    return f"{shape} (preset {preset})" if preset else shape
+
+
+def cpu_warning(config, steps: int) -> str | None:
+    """A warning for paper-size networks trained for long on a CPU (hours to days), naming the small preset."""
+    paper = tuple(config.actor_hidden_dims) == (512,) * 4
+    if jax.default_backend() == "cpu" and paper and steps > CPU_PAPER_WARN_STEPS:
+        return (f"warning: {steps} updates with the paper's 4x512 networks on a CPU take many hours; "
+                "use --preset small (3x128) for CPU runs, or a GPU")
+    return None
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def train(
+    run_dir: str,
+    env_name: str,
+    dataset: Dataset,
+    agent_name: str = "dipole",
+    config=None,
+    settings: TrainSettings | None = None,
+    resume: bool = False,
+    log=print,
+    val_dataset: Dataset | None = None,
+    logging: LogSettings | None = None,
+):
+    """Train an agent offline on `dataset`; evaluate on `env_name` every `eval_every` steps and at the end.
+
+    `val_dataset` (e.g. OGBench's `-val` split): the agent's losses on it are logged every `log_every` updates as
+    `val/...` columns of metrics.csv. Returns the agent.
+    """
+    settings = settings or TrainSettings()
+    agent_cls, config_cls = get_agent(agent_name)
+    config = config or config_cls()
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+
+    start_step = 0
+    agent = None
+    if resume:
+        if list_checkpoints(run_dir):
+            path = resolve_checkpoint(run_dir)
+            agent, header = load_checkpoint(path)
+            if header["agent"] != agent_name or agent.config != config:
+                raise ValueError(
+                    f"--resume: {path} was trained with agent '{header['agent']}' and a different config; "
+                    "resume with the same settings or use a new --run-dir."
+                )
+            start_step = int(header["step"])
+            log(f"resuming from {path} at step {start_step}")
+        else:
+            log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+    if agent is None:
+        agent = agent_cls.create(settings.seed, dataset["observations"][:1], dataset["actions"][:1], config)
+
+    atomic_write_json(
+        os.path.join(run_dir, "config.json"),
+        {"agent": agent_name, "env": env_name, "config": config.to_dict(), "train": dataclasses.asdict(settings),
+         "dataset": dataset.summary(), "val_dataset": val_dataset.summary() if val_dataset is not None else None},
+    )
+    logger = RunLogger(run_dir, ("metrics", "eval"), start_step if resume else None, logging,
+                       config={"agent": agent_name, "env": env_name, **config.to_dict(), **dataclasses.asdict(settings)})
+
+    data = jax.device_put(dataset.training_arrays())
+    val_data = jax.device_put(val_dataset.training_arrays()) if val_dataset is not None else None
+    data_key = jax.random.PRNGKey(settings.seed + 1)
+    val_key = jax.random.PRNGKey(settings.seed + 3)
+    eval_envs = None
+
+    warning = cpu_warning(config, settings.steps)
+    if warning and start_step < settings.steps:
+        log(warning)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=settings.steps, initial=start_step, desc=f"train {agent_name}", unit="upd",
+               disable=not settings.progress, dynamic_ncols=True)
+    step = start_step
+    t_start = time.time()
+    compiled = {}  # chunk size -> executable; the first is compiled apart from running, to time it honestly
+    while step < settings.steps:
+        n = min(settings.log_every, settings.steps - step)
+        t_chunk = time.time()
+        if step == start_step:
+            compiled[n] = train_chunk.lower(agent, data, data_key, n, config.batch_size).compile()
+            t_compile = time.time() - t_chunk
+            t_chunk = time.time()
+        if n in compiled:
+            agent, info = compiled[n](agent, data, data_key)
+        else:
+            agent, info = train_chunk(agent, data, data_key, n, config.batch_size)
+        info = {k: float(v) for k, v in jax.device_get(info).items()}
+        if step == start_step:
+            per_update = (time.time() - t_chunk) / n
+            bar.write(f"training {agent_name} on {env_name}: {settings.steps - step} updates, networks "
+                      f"{network_label(config)}, batch {config.batch_size}, device {jax.devices()[0].platform} "
+                      f"({jax.devices()[0].device_kind}); compiled in {t_compile:.1f} s, first {n} updates "
+                      f"{per_update * 1e3:.2f} ms each -> about {_fmt_seconds(per_update * (settings.steps - step))} "
+                      "of training, evaluation not included")
+        step += n
+        bar.update(n)
+        if not all(np.isfinite(v) for v in info.values()):
+            bad = sorted(k for k, v in info.items() if not np.isfinite(v))
+            raise FloatingPointError(f"non-finite training metrics {bad} at step {step}; lower config.lr or check data")
+        row = {"step": step, "time": round(time.time() - t_start, 3), **info}
+        if val_data is not None:
+            val = validation_metrics(agent, val_data, jax.random.fold_in(val_key, step), config.batch_size)
+            row.update({f"val/{k}": float(v) for k, v in jax.device_get(val).items()})
+        logger.log("metrics", row)
+        bar.set_postfix(q=f"{info.get('q_loss', float('nan')):.3g}", refresh=False)
+        periodic = settings.eval_every and step % settings.eval_every == 0
+        if settings.eval_episodes and (periodic or step == settings.steps):
+            from dipole.envs import make_env
+
+            eval_envs = eval_envs or [make_env(env_name) for _ in range(min(settings.eval_episodes, 16))]
+            res = evaluate_agent(agent, env_name, settings.eval_episodes, seed=settings.seed, envs=eval_envs)
+            logger.log("eval", {"step": step, **res})
+            succ = "n/a" if res["success"] is None else f"{res['success']:.3f}"
+            bar.write(f"step {step}: success {succ} return {res['return']:.2f} "
+                      f"(omega {res['omega']}, K {res['num_candidates']}, {res['episodes']} episodes)")
+        if step % settings.save_every == 0 or step == settings.steps:
+            path = os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
+            agent.save(path, env=env_name, seed=settings.seed, dataset_path=dataset.name)
+            for old in list_checkpoints(run_dir)[: -settings.keep_checkpoints]:
+                os.unlink(old)
+    bar.close()
+    logger.close()
+    return agent

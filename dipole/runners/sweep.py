@@ -1,0 +1,62 @@
+"""Omega x K sweeps of a trained agent: one evaluation per point, a table, a JSON file and a plot.
+
+Each row is its own evaluation and is reported as such; a sweep never replaces the headline score, which is taken at
+the omega and K of the agent's config (fixed before training).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dipole.runners.evaluation import omega_sweep
+from dipole.runners.plots import omega_sweep_plot
+from dipole.storage import atomic_write_json
+
+# per-episode statistics some environments report (highway driving), shown as extra columns when present
+EXTRA_COLUMNS = (("failure", "crash or off-road", 100.0, "{:.1f}%"), ("mean_speed", "mean speed (m/s)", 1.0, "{:.2f}"),
+                 ("distance", "distance (m)", 1.0, "{:.0f}"))
+
+
+def format_sweep_table(rows: list[dict], headline_omega=None, headline_k=None) -> str:
+    extra = [c for c in EXTRA_COLUMNS if rows and all(c[0] in r for r in rows)]
+    lines = ["| omega | K | success rate ± s.d. | return ± s.d. | episode length |" + "".join(f" {c[1]} |" for c in extra),
+             "|---:|---:|---:|---:|---:|" + "---:|" * len(extra)]
+    for r in rows:
+        mark = " (headline)" if (r["omega"] == headline_omega and r["num_candidates"] == headline_k) else ""
+        succ = "-" if r["success"] is None else f"{100 * r['success']:.1f}% ± {100 * r['success_std']:.1f}"
+        lines.append(f"| {r['omega']:g}{mark} | {r['num_candidates']} | {succ} | {r['return']:.1f} ± "
+                     f"{r['return_std']:.1f} | {r['length']:.0f} |"
+                     + "".join(" " + fmt.format(scale * r[key]) + " |" for key, _, scale, fmt in extra))
+    return "\n".join(lines)
+
+
+def new_output_stem(folder: str, prefix: str) -> str:
+    """The first `folder/PREFIX-N` (N = 1, 2, ...) with no .json yet, claimed at once so that no other call takes it."""
+    os.makedirs(folder, exist_ok=True)
+    n = 1
+    while True:
+        stem = os.path.join(folder, f"{prefix}-{n}")
+        try:
+            os.close(os.open(stem + ".json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return stem
+        except FileExistsError:
+            n += 1
+
+
+def run_sweep(agent, env_name, stem, omegas, candidates, episodes, seed, title=""):
+    """Evaluate every (omega, K); write STEM.json (rows) and STEM.png (plot). Returns the rows."""
+    start = time.time()
+    total = len(omegas) * len(candidates)
+
+    def progress(row):
+        done = progress.n = getattr(progress, "n", 0) + 1
+        eta = (time.time() - start) / done * (total - done)
+        succ = "n/a" if row["success"] is None else f"{row['success']:.3f}"
+        print(f"  eval {done}/{total}: omega={row['omega']:g} K={row['num_candidates']} "
+              f"success={succ} return={row['return']:.1f}  (ETA {eta:.0f}s)", flush=True)
+
+    rows = omega_sweep(agent, env_name, omegas, candidates, episodes, seed=seed, progress=progress)
+    atomic_write_json(stem + ".json", rows)
+    omega_sweep_plot(rows, stem + ".png", title=title, headline_omega=getattr(agent.config, "omega", None))
+    return rows
