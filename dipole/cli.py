@@ -73,6 +73,22 @@ def config_options(config_classes: list, defaults=None, note: str = "") -> type:
     return dataclasses.make_dataclass("ConfigOptions", fields, frozen=True)
 
 
+def unchecked(cls):
+    """`cls` without its __post_init__ checks, for parsing: the command validates afterwards with `checked`, so a bad
+    value gets the library's own one-line error instead of a parser traceback box."""
+    return type(cls.__name__, (cls,), {"__post_init__": lambda self: None, "__doc__": cls.__doc__,
+                                       "__module__": cls.__module__})
+
+
+TrainSettingsArgs, FinetuneSettingsArgs, LogSettingsArgs = (unchecked(c) for c in (TrainSettings, FinetuneSettings,
+                                                                                  LogSettings))
+
+
+def checked(cls, value):
+    """The parsed settings as a real (validated) `cls`."""
+    return cls(**{f.name: getattr(value, f.name) for f in dataclasses.fields(cls)})
+
+
 def given(options) -> dict:
     """The `--config.*` options that were set (optional ones left at None are not)."""
     return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
@@ -103,10 +119,10 @@ def make_commands(argv: list[str]) -> dict[str, type]:
     bench_agents = [a for a in (_peek(argv, "--agents") or "dipole").split(",") if a in AGENTS] or ["dipole"]
 
     TrainConfig = config_options([get_agent(agent)[1]], train_defaults)
-    EvalConfig = config_options([ckpt_config], note="default: the checkpoint's; only sampling fields")
-    FinetuneConfig = config_options([ckpt_config], note="default: the checkpoint's")
+    EvalConfig = config_options([ckpt_config], note="None: the checkpoint's value; eval changes only sampling fields")
+    FinetuneConfig = config_options([ckpt_config], note="None: the checkpoint's value")
     BenchConfig = config_options([get_agent(a)[1] for a in bench_agents],
-                                 note="default: each agent's, with the suite's settings")
+                                 note="None: each agent's value for the suite")
 
     @dataclasses.dataclass
     class Quickstart:
@@ -157,8 +173,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Let OGBench download missing dataset files (needs the internet)."""
         clip_actions: bool = False
         """Clip out-of-range dataset actions to [-1, 1] (and report how many)."""
-        settings: Annotated[TrainSettings, Flat] = dataclasses.field(default_factory=TrainSettings)
-        logging: Annotated[LogSettings, Flat] = dataclasses.field(default_factory=LogSettings)
+        settings: Annotated[TrainSettingsArgs, Flat] = dataclasses.field(default_factory=TrainSettingsArgs)
+        logging: Annotated[LogSettingsArgs, Flat] = dataclasses.field(default_factory=LogSettingsArgs)
         config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     @dataclasses.dataclass
@@ -198,8 +214,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         download: tyro.conf.Suppress[bool] = False
         clip_actions: bool = False
         """Clip out-of-range dataset actions to [-1, 1] (and report how many)."""
-        settings: Annotated[FinetuneSettings, Flat] = dataclasses.field(default_factory=FinetuneSettings)
-        logging: Annotated[LogSettings, Flat] = dataclasses.field(default_factory=LogSettings)
+        settings: Annotated[FinetuneSettingsArgs, Flat] = dataclasses.field(default_factory=FinetuneSettingsArgs)
+        logging: Annotated[LogSettingsArgs, Flat] = dataclasses.field(default_factory=LogSettingsArgs)
         config: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
 
     @dataclasses.dataclass
@@ -321,6 +337,7 @@ def finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True,
 def cmd_train(a):
     from dipole.runners.offline import train
 
+    a.settings, a.logging = checked(TrainSettings, a.settings), checked(LogSettings, a.logging)
     config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
     run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seed{a.settings.seed}")
     dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
@@ -365,6 +382,7 @@ def cmd_finetune(a):
     from dipole.runners.plots import finetune_curve
     from dipole.storage import read_checkpoint, resolve_checkpoint
 
+    a.settings, a.logging = checked(FinetuneSettings, a.settings), checked(LogSettings, a.logging)
     path = resolve_checkpoint(a.checkpoint)
     header, _ = read_checkpoint(path)
     config_cls = get_agent(header["agent"])[1]

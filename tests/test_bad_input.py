@@ -80,7 +80,7 @@ def test_missing_files_say_how_to_make_them(tmp_path):
 def test_bad_names_and_config_values():
     with pytest.raises(ValueError, match="not an OGBench single-task name"):
         load_ogbench("pointmaze-medium-navigate-v0")
-    with pytest.raises(ValueError, match="unknown config key"):
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['betta'\] for agent 'dipole'; valid fields: \['actor_hidden_dims'"):
         make_config("dipole", {"betta": "3"})
     with pytest.raises(ValueError, match="config.beta: cannot read 'high' as float"):
         make_config("dipole", {"beta": "high"})

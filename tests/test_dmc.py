@@ -47,10 +47,10 @@ def test_train_and_eval_on_dmc(tmp_path):
     info = generate_dmc("cheetah", steps=400, explorers=2, workers=1, out_dir=str(tmp_path), progress=False)
     run = str(tmp_path / "run")
     main(["train", "--env", "dmc-cheetah-run_backward", "--dataset", info["path"], "--preset", "tiny", "--steps",
-          "100", "--log-every", "50", "--eval-every", "0", "--save-every", "50", "--run-dir", run,
+          "100", "--log-every", "50", "--eval-every", "0", "--eval-episodes", "0", "--save-every", "50", "--run-dir", run,
           "--config.flow_steps=2"])
     main(["eval", "--checkpoint", run, "--omega", "1", "--num-candidates", "1", "--episodes", "1"])
-    rows = json.load(open(os.path.join(run, "omega_sweep.json")))
+    rows = json.load(open(os.path.join(run, "eval-step00000100-1.json")))
     assert rows[0]["success"] is None and rows[0]["length"] == 1000  # DMC has no success signal
 
 

@@ -94,12 +94,12 @@ def test_truncated_checkpoint_is_refused_and_run_folder_falls_back(tmp_path, dat
 def test_cli_train_then_eval(tmp_path, pointmaze_files, capsys):
     run = str(tmp_path / "run")
     main(["train", "--env", TASK, "--dataset", pointmaze_files["train_path"], "--preset", "tiny", "--steps", "200",
-          "--log-every", "100", "--eval-every", "0", "--save-every", "100", "--run-dir", run,
+          "--log-every", "100", "--eval-every", "0", "--eval-episodes", "0", "--save-every", "100", "--run-dir", run,
           "--config.flow_steps=3"])
     assert os.path.exists(os.path.join(run, "learning_curve.png"))
-    main(["eval", "--checkpoint", run, "--omega", "0,2", "--num-candidates", "1,3", "--episodes", "2"])
+    main(["eval", "--checkpoint", run, "--omega", "0", "2", "--num-candidates", "1", "3", "--episodes", "2"])
     out = capsys.readouterr().out
     assert "| omega | K |" in out and out.count("| 2 | 3 |") == 1
-    rows = __import__("json").load(open(os.path.join(run, "omega_sweep.json")))
+    rows = __import__("json").load(open(os.path.join(run, "eval-step00000200-1.json")))
     assert [(r["omega"], r["num_candidates"]) for r in rows] == [(0.0, 1), (2.0, 1), (0.0, 3), (2.0, 3)]
     assert all(r["episodes"] == 2 for r in rows)

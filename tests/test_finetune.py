@@ -1,5 +1,6 @@
 """Offline-to-online fine-tuning: buffer accounting, exact resume after a kill, the offline data kept, CLI."""
 
+import json
 import os
 
 import jax
@@ -24,7 +25,7 @@ def offline(pointmaze_files, tmp_path_factory):
     config = config_cls(**TINY)
     run = str(tmp_path_factory.mktemp("offline"))
     agent = train(run, TASK, dataset, "dipole", config,
-                  TrainSettings(steps=100, log_every=50, eval_every=0, save_every=100, progress=False), log=lambda *_: 0)
+                  TrainSettings(steps=100, log_every=50, eval_every=0, eval_episodes=0, save_every=100, progress=False), log=lambda *_: 0)
     return dataset, agent, run
 
 
@@ -101,7 +102,7 @@ def test_ring_buffer_keeps_offline_data_and_checkpoint_is_an_agent(offline, tmp_
 
     dataset, agent, _ = offline
     _, buf = finetune(str(tmp_path), TASK, dataset, agent,
-                      settings(online_steps=100, buffer_capacity=40, eval_every=0, updates_per_step=2),
+                      settings(online_steps=100, buffer_capacity=40, eval_every=0, eval_episodes=0, updates_per_step=2),
                       log=lambda *_: 0)
     assert buf.count == 100 and buf.online_size == 40 and len(buf) == len(dataset) + 40
     np.testing.assert_array_equal(buf.data["observations"][: len(dataset)], dataset["observations"])
@@ -133,7 +134,7 @@ def test_baselines_finetune(offline, tmp_path, agent_name):
     cls, cfg = get_agent(agent_name)
     agent = cls.create(0, dataset["observations"][:1], dataset["actions"][:1], cfg(**{
         k: v for k, v in TINY.items() if k in cfg.__dataclass_fields__}))
-    out, buf = finetune(str(tmp_path), TASK, dataset, agent, settings(online_steps=60, eval_every=0, save_every=50,
+    out, buf = finetune(str(tmp_path), TASK, dataset, agent, settings(online_steps=60, eval_every=0, eval_episodes=0, save_every=50,
                                                                        log_every=10), log=lambda *_: 0)
     assert buf.count == 60 and int(out.step) == 60
 
@@ -148,6 +149,15 @@ def test_cli_finetune(offline, tmp_path, pointmaze_files):
     assert os.path.exists(os.path.join(out, "finetune_curve.png"))
     evals = read_csv(os.path.join(out, "eval.csv"))
     assert [e["step"] for e in evals] == [0, 100]
+    # `--config.FIELD` changes training settings of the loaded agent; a field that reshapes the networks is refused
+    assert json.load(open(os.path.join(out, "config.json")))["config"]["lr"] == 3e-4
+    with pytest.raises(SystemExit, match=r"error: --config.actor_hidden_dims changes the networks' shapes"):
+        main(["finetune", "--checkpoint", run, "--online-steps", "10", "--run-dir", str(tmp_path / "x"),
+              "--config.actor-hidden-dims", "8"])
+    lr_run = str(tmp_path / "lr")
+    main(["finetune", "--checkpoint", run, "--online-steps", "20", "--episode-length", "10", "--eval-episodes", "0",
+          "--save-every", "10", "--log-every", "10", "--run-dir", lr_run, "--config.lr", "1e-4"])
+    assert json.load(open(os.path.join(lr_run, "config.json")))["config"]["lr"] == 1e-4
     # --resume on a finished run does nothing more and keeps its logs
     main(["finetune", "--checkpoint", run, "--online-steps", "100", "--episode-length", "60", "--eval-every", "100",
           "--eval-episodes", "1", "--save-every", "50", "--log-every", "50", "--run-dir", out, "--resume"])

@@ -132,7 +132,7 @@ def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     data = load_highway("highway-fast-v0", highway_data["path"])
     _, cfg = get_agent("dipole")
     agent = train(str(tmp_path), "highway-fast-v0", data, "dipole", cfg(**TINY),
-                  TrainSettings(steps=100, log_every=50, eval_every=0, save_every=100, progress=False),
+                  TrainSettings(steps=100, log_every=50, eval_every=0, eval_episodes=0, save_every=100, progress=False),
                   log=lambda *_: 0)
     res = evaluate_agent(agent, "highway-fast-v0", 1, omega=2.0, num_candidates=1)
     assert res["success"] is None and res["omega"] == 2.0

@@ -38,12 +38,12 @@ def test_actor_loss_gives_no_gradient_to_critic():
     agent = DIPOLEAgent.create(0, np.zeros(3), np.zeros(2), DIPOLEConfig(**TINY))
     batch = jax.tree_util.tree_map(jnp.asarray, random_transitions(64))
     qs = agent.q_values(agent.params["q"], batch["observations"], batch["actions"])
-    v = agent.nets[2].apply(agent.params["v"], batch["observations"])
+    v = agent.v_net.apply(agent.params["v"], batch["observations"])
 
     def actor_only(params):
         # advantage recomputed from the params being differentiated: any leak would show up as a gradient
         adv = critic.advantage(agent.q_values(params["q"], batch["observations"], batch["actions"]),
-                               agent.nets[2].apply(params["v"], batch["observations"]))
+                               agent.v_net.apply(params["v"], batch["observations"]))
         return agent.actor_loss(params, batch, jax.random.PRNGKey(0), adv)[0]
 
     grads = jax.grad(actor_only)(agent.params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from dipole._quiet import env_warnings_off
 from dipole.data.dataset import Dataset, DatasetError
 from dipole.envs.ogbench import parse_singletask_name
 
@@ -45,7 +46,8 @@ def load_ogbench(
         )
     kwargs = {"dataset_path": dataset_path} if dataset_path is not None else {"dataset_dir": dataset_dir}
     try:
-        env, train, val = ogbench.make_env_and_datasets(name, **kwargs)
+        with env_warnings_off():
+            env, train, val = ogbench.make_env_and_datasets(name, **kwargs)
     except KeyError as e:
         raise DatasetError(f"{train_file}: the npz file lacks key {e}; OGBench files hold observations, actions, "
                            "terminals, qpos, qvel (and button_states for scene/puzzle).") from None

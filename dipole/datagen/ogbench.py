@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dipole._quiet import env_warnings_off
 from dipole.datagen.pool import parallel_map
 from dipole.storage import atomic_write_npz
 
@@ -158,12 +159,13 @@ def _run_episodes(args):
     import gymnasium
     import ogbench  # noqa: F401  (registers the envs)
 
-    if spec.family == "pointmaze":
-        env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
-    else:
-        env = gymnasium.make(spec.env_id, terminate_at_goal=False, mode="data_collection",
-                             max_episode_steps=spec.episode_length)
-        oracles = _make_oracles(env, spec)
+    with env_warnings_off():
+        if spec.family == "pointmaze":
+            env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
+        else:
+            env = gymnasium.make(spec.env_id, terminate_at_goal=False, mode="data_collection",
+                                 max_episode_steps=spec.episode_length)
+            oracles = _make_oracles(env, spec)
     out = []
     for split, episode in jobs:
         ss = _episode_seed(seed, split, episode)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from dipole._quiet import env_warnings_off
+
 _SINGLETASK = re.compile(r"^(?P<base>.+)-(?P<dtype>[a-z]+)-singletask(?P<task>-task\d+)?-(?P<ver>v\d+)$")
 
 
@@ -39,4 +41,5 @@ def make_ogbench_env(name: str):
         raise ValueError(f"unknown environment {name!r}: {e}") from None
     import ogbench
 
-    return ogbench.make_env_and_datasets(name, env_only=True)
+    with env_warnings_off():
+        return ogbench.make_env_and_datasets(name, env_only=True)

@@ -1,0 +1,67 @@
+"""The user API of the README: make / update / sample_actions / save / load, as written there."""
+
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+import dipole
+from conftest import random_transitions
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+def test_readme_api_snippet_runs_as_written(tmp_path, monkeypatch):
+    text = open(README).read()
+    section = text[text.index("## Python API"):text.index("## Command line")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md (Python API)", "exec"), namespace)  # noqa: S102  (the README's own snippet)
+    agent = namespace["agent"]
+    assert int(agent.step) == 200 and agent.config.beta == 3.0 and agent.config.actor_hidden_dims == (128,) * 3
+    assert os.path.exists(tmp_path / "runs" / "api" / "agent.dpl")
+    assert np.all(np.abs(np.asarray(namespace["greedy"])) <= 1.0)
+
+
+def test_make_takes_any_config_field_and_refuses_unknown_ones():
+    d = random_transitions()
+    agent = dipole.make("iql", d["observations"][:1], d["actions"][:1], seed=1, preset="tiny", alpha=3.0)
+    assert agent.config.alpha == 3.0 and agent.config.actor_hidden_dims == (32, 32) and agent.obs_dim == 3
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['alhpa'\] for agent 'iql'; valid fields: "
+                                         r"\[.*'alpha'.*\]"):
+        dipole.make("iql", d["observations"][:1], d["actions"][:1], alhpa=3.0)
+    with pytest.raises(ValueError, match=r"unknown agent 'ppo'; available: \['bc', 'cfgrl', 'dipole'"):
+        dipole.make("ppo", d["observations"][:1], d["actions"][:1])
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose one of \['paper', 'small', 'tiny'\]"):
+        dipole.make("bc", d["observations"][:1], d["actions"][:1], preset="huge")
+
+
+def test_make_applies_the_task_rules_fixed_in_advance():
+    d = random_transitions()
+    agent = dipole.make("fql", d["observations"][:1], d["actions"][:1], preset="tiny",
+                        task="cube-double-play-singletask-task2-v0")
+    assert agent.config.alpha == 300.0  # FQL's paper value for cube
+    assert dipole.make("fql", d["observations"][:1], d["actions"][:1], preset="tiny").config.alpha == 10.0
+
+
+@pytest.mark.parametrize("name", sorted(dipole.AGENTS))
+def test_saved_agent_loads_with_the_same_state_and_actions(tmp_path, name):
+    d = random_transitions()
+    agent = dipole.make(name, d["observations"][:1], d["actions"][:1], seed=4, preset="tiny", flow_steps=3)
+    agent, _ = agent.update({k: v[:64] for k, v in d.items()})
+    path = agent.save(str(tmp_path / "agent.dpl"), note="kept in the header")
+    loaded, header = dipole.agents.load_checkpoint(path)
+    assert header["note"] == "kept in the header" and header["agent"] == name and header["step"] == 1
+    for x, y in zip(jax.tree_util.tree_leaves(agent), jax.tree_util.tree_leaves(loaded)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    obs = d["observations"][:7]
+    a = agent.sample_actions(obs, jax.random.PRNGKey(2))
+    assert np.array_equal(np.asarray(a), np.asarray(dipole.load(path).sample_actions(obs, jax.random.PRNGKey(2))))
+
+
+def test_config_of_an_older_checkpoint_with_the_agent_name_among_its_fields():
+    cfg = dipole.DIPOLEConfig.from_dict({"agent": "dipole", "beta": 3.0})
+    assert cfg.beta == 3.0 and cfg.agent == "dipole" and "agent" not in cfg.to_dict()
