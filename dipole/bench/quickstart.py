@@ -36,8 +36,10 @@ def quickstart(run_dir: str = "runs/quickstart", episodes: int = 200, steps: int
     # updates on this task). omega and K stay at the config's defaults, fixed in advance.
     config = build_config("dipole", QUICKSTART_TASK, "small", {"lr": lr})
     print(f"[2/3] training DIPOLE for {steps} updates (nets {config.actor_hidden_dims}) ...", flush=True)
-    settings = TrainSettings(steps=steps, seed=seed, log_every=1000, eval_every=steps // 4,
-                             eval_episodes=eval_episodes, save_every=steps // 4)
+    log_every = min(1000, max(1, steps // 4))
+    quarter = log_every * max(1, steps // 4 // log_every)  # evaluate and save about 4 times, on log boundaries
+    settings = TrainSettings(steps=steps, seed=seed, log_every=log_every, eval_every=quarter,
+                             eval_episodes=eval_episodes, save_every=quarter)
     t1 = time.time()
     agent = train(run_dir, QUICKSTART_TASK, dataset, "dipole", config, settings, resume=resume,
                   val_dataset=val_dataset)
