@@ -262,12 +262,13 @@ def make_commands(argv: list[str]) -> dict[str, type]:
 
 
 def _checkpoint_config_class(path: str | None):
-    """The config class of the agent in a checkpoint (DIPOLE's when there is none or it cannot be read)."""
-    from dipole.storage import CheckpointError, read_checkpoint, resolve_checkpoint
+    """The config class of the agent in a checkpoint (DIPOLE's when there is none or it cannot be read); only the
+    header of the newest file is read: this runs while parsing, and the command verifies the checkpoint itself."""
+    from dipole.storage import CheckpointError, list_checkpoints, read_header
 
     try:
-        header, _ = read_checkpoint(resolve_checkpoint(path)) if path else ({}, None)
-        return get_agent(header.get("agent", "dipole"))[1]
+        files = (list_checkpoints(path) if os.path.isdir(path) else [path]) if path else []
+        return get_agent(read_header(files[-1]).get("agent", "dipole") if files else "dipole")[1]
     except (CheckpointError, ValueError, OSError):
         return get_agent("dipole")[1]
 
@@ -352,10 +353,10 @@ def cmd_train(a):
 def cmd_eval(a):
     from dipole.agents import load_checkpoint
     from dipole.runners.sweep import format_sweep_table, new_output_stem, run_sweep
-    from dipole.storage import read_checkpoint, resolve_checkpoint
+    from dipole.storage import read_header, resolve_checkpoint
 
     path = resolve_checkpoint(a.checkpoint)
-    header, _ = read_checkpoint(path)
+    header = read_header(path)
     overrides = given(a.config)
     config_cls = get_agent(header["agent"])[1]
     not_sampling = sorted(set(overrides) - set(config_cls.INFERENCE_FIELDS))
@@ -380,11 +381,11 @@ def cmd_finetune(a):
     from dipole.runners.logging import read_csv
     from dipole.runners.online import finetune
     from dipole.runners.plots import finetune_curve
-    from dipole.storage import read_checkpoint, resolve_checkpoint
+    from dipole.storage import read_header, resolve_checkpoint
 
     a.settings, a.logging = checked(FinetuneSettings, a.settings), checked(LogSettings, a.logging)
     path = resolve_checkpoint(a.checkpoint)
-    header, _ = read_checkpoint(path)
+    header = read_header(path)
     config_cls = get_agent(header["agent"])[1]
     saved = config_cls.from_dict(header["config"])
     overrides = given(a.config)

@@ -29,14 +29,15 @@ def _publish(tmp: str, path: str) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see the old file or the new one."""
+def _atomic_write(path: str, write, suffix: str) -> None:
+    """Call write(file) on a temporary file in the same folder, fsync, then rename it to `path`: readers see the old
+    file or the new one, never a part; the temporary file is removed if anything fails."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         _publish(tmp, path)
@@ -44,22 +45,14 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data), os.path.basename(path))
 
 
 def atomic_write_npz(path: str, arrays: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(path, lambda f: np.savez(f, **arrays), ".npz")
 
 
 def atomic_write_json(path: str, obj) -> None:
@@ -144,6 +137,31 @@ def read_checkpoint(path: str):
     except Exception as e:  # msgpack errors vary by version
         raise CheckpointError(f"checkpoint {path} payload cannot be decoded ({e}); use an earlier checkpoint.") from None
     return header, state
+
+
+def read_header(path: str) -> dict:
+    """Only the JSON header of a checkpoint file (no payload read, no checksum: use read_checkpoint to load)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + 8)
+            if not head.startswith(MAGIC) or len(head) < len(MAGIC) + 8:
+                raise CheckpointError(f"checkpoint {path} is not a dipole checkpoint (bad magic bytes or truncated)")
+            (hlen,) = struct.unpack("<Q", head[len(MAGIC):])
+            return json.loads(f.read(hlen))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint {path} has an unreadable header") from None
+
+
+def checkpoint_path(run_dir: str, step: int) -> str:
+    return os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
+
+
+def prune_checkpoints(run_dir: str, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints of a run folder."""
+    for old in list_checkpoints(run_dir)[:-keep]:
+        os.unlink(old)
 
 
 def list_checkpoints(run_dir: str) -> list[str]:

@@ -6,6 +6,13 @@ import numpy as np
 
 from dipole.envs import make_env
 
+MAX_EVAL_ENVS = 16  # environments stepped together in one batch of evaluation episodes
+
+
+def make_eval_envs(env_name: str, episodes: int, limit: int | None = None) -> list:
+    """The environments an evaluation of `episodes` episodes steps together (at most `limit`, default 16)."""
+    return [make_env(env_name) for _ in range(min(episodes, limit or MAX_EVAL_ENVS))]
+
 
 def run_episodes(
     act_fn,
@@ -22,8 +29,8 @@ def run_episodes(
     """
     import jax
 
-    num_envs = len(envs) if envs else int(min(episodes, num_envs or 16))
-    envs = envs or [make_env(env_name) for _ in range(num_envs)]
+    envs = envs or make_eval_envs(env_name, episodes, num_envs)
+    num_envs = len(envs)
     returns, successes, lengths = [], [], []
     stats = {}  # per-episode statistics an env reports in info['episode_stats'] at the end (e.g. highway terms)
     has_success = False
@@ -88,7 +95,7 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
 
 def omega_sweep(agent, env_name, omegas, candidates, episodes, seed=0, progress=None) -> list[dict]:
     """One evaluation per (omega, num_candidates); each row is reported separately, never maximised over."""
-    envs = [make_env(env_name) for _ in range(min(episodes, 16))]
+    envs = make_eval_envs(env_name, episodes)
     rows = []
     for k in candidates:
         for w in omegas:

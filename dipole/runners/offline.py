@@ -18,9 +18,9 @@ import numpy as np
 from dipole.agents import get_agent, load_checkpoint
 from dipole.agents.presets import SIZE_PRESETS
 from dipole.data.dataset import Dataset
-from dipole.runners.evaluation import evaluate_agent
+from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
-from dipole.storage import atomic_write_json, list_checkpoints, resolve_checkpoint
+from dipole.storage import atomic_write_json, checkpoint_path, list_checkpoints, prune_checkpoints, resolve_checkpoint
 
 CPU_PAPER_WARN_STEPS = 100_000
 
@@ -149,7 +149,8 @@ def train(
          "dataset": dataset.summary(), "val_dataset": val_dataset.summary() if val_dataset is not None else None},
     )
     logger = RunLogger(run_dir, ("metrics", "eval"), start_step if resume else None, logging,
-                       config={"agent": agent_name, "env": env_name, **config.to_dict(), **dataclasses.asdict(settings)})
+                       config={"agent": agent_name, "env": env_name, **config.to_dict(),
+                               **dataclasses.asdict(settings)})
 
     data = jax.device_put(dataset.training_arrays())
     val_data = jax.device_put(val_dataset.training_arrays()) if val_dataset is not None else None
@@ -200,19 +201,15 @@ def train(
         bar.set_postfix(q=f"{info.get('q_loss', float('nan')):.3g}", refresh=False)
         periodic = settings.eval_every and step % settings.eval_every == 0
         if settings.eval_episodes and (periodic or step == settings.steps):
-            from dipole.envs import make_env
-
-            eval_envs = eval_envs or [make_env(env_name) for _ in range(min(settings.eval_episodes, 16))]
+            eval_envs = eval_envs or make_eval_envs(env_name, settings.eval_episodes)
             res = evaluate_agent(agent, env_name, settings.eval_episodes, seed=settings.seed, envs=eval_envs)
             logger.log("eval", {"step": step, **res})
             succ = "n/a" if res["success"] is None else f"{res['success']:.3f}"
             bar.write(f"step {step}: success {succ} return {res['return']:.2f} "
                       f"(omega {res['omega']}, K {res['num_candidates']}, {res['episodes']} episodes)")
         if step % settings.save_every == 0 or step == settings.steps:
-            path = os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
-            agent.save(path, env=env_name, seed=settings.seed, dataset_path=dataset.name)
-            for old in list_checkpoints(run_dir)[: -settings.keep_checkpoints]:
-                os.unlink(old)
+            agent.save(checkpoint_path(run_dir, step), env=env_name, seed=settings.seed, dataset_path=dataset.name)
+            prune_checkpoints(run_dir, settings.keep_checkpoints)
     bar.close()
     logger.close()
     return agent

@@ -26,9 +26,10 @@ from dipole.agents import restore
 from dipole.data.dataset import Dataset
 from dipole.data.replay import ReplayBuffer
 from dipole.envs import make_env
-from dipole.runners.evaluation import evaluate_agent
+from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
-from dipole.storage import CheckpointError, atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint
+from dipole.storage import (CheckpointError, atomic_write_json, checkpoint_path, list_checkpoints, prune_checkpoints,
+                            read_checkpoint, resolve_checkpoint)
 
 FINETUNE_FORMAT = 1
 
@@ -211,7 +212,7 @@ def finetune(
         nonlocal eval_envs
         if not settings.eval_episodes:
             return
-        eval_envs = eval_envs or [make_env(env_name) for _ in range(min(settings.eval_episodes, 16))]
+        eval_envs = eval_envs or make_eval_envs(env_name, settings.eval_episodes)
         res = evaluate_agent(agent, env_name, settings.eval_episodes, seed=settings.seed, envs=eval_envs, **eval_kw)
         logger.log("eval", {"step": step, "updates": int(agent.step), **res})
         succ = "n/a" if res["success"] is None else f"{res['success']:.3f}"
@@ -282,8 +283,6 @@ def _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, sourc
     }
     actions = np.asarray(state["ep_actions"], np.float32).reshape(-1, dataset.action_dim)
     extra = {**buffer.online_arrays(), "episode_actions": actions, "obs": obs}
-    path = os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
-    agent.save(path, extra, env=env_name, seed=settings.seed, dataset_path=dataset.name, source=source,
-               finetune=finetune_state)
-    for old in list_checkpoints(run_dir)[: -settings.keep_checkpoints]:
-        os.unlink(old)
+    agent.save(checkpoint_path(run_dir, step), extra, env=env_name, seed=settings.seed, dataset_path=dataset.name,
+               source=source, finetune=finetune_state)
+    prune_checkpoints(run_dir, settings.keep_checkpoints)

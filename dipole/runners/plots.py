@@ -38,6 +38,24 @@ def _legend_below(ax, handles=None, ncol: int = 2) -> None:
                   frameon=False)
 
 
+def _success_and_return(ax, evals: list[dict], prefix: str) -> list:
+    """Success rate (%) on `ax` and episode return on a twin axis (on `ax` itself when the task has no success
+    signal), against the evaluations' steps. Returns the line handles for one legend."""
+    steps = [e["step"] for e in evals]
+    handles = []
+    if all(isinstance(e.get("success"), float) for e in evals):
+        handles += ax.plot(steps, [100 * e["success"] for e in evals], "o-", label=f"{prefix}success rate (%)")
+        ax.set_ylim(-2, 102)
+        ax.set_ylabel("success rate (%)")
+        ret_ax = ax.twinx()
+    else:
+        ret_ax = ax
+    handles += ret_ax.plot(steps, [e["return"] for e in evals], "s--", color="tab:orange",
+                           label=f"{prefix}episode return")
+    ret_ax.set_ylabel("episode return")
+    return handles
+
+
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -67,18 +85,7 @@ def learning_curve(metrics: list[dict], evals: list[dict], path: str, title: str
     ax = axes[2]
     _step_axis(ax, "updates")
     if evals:
-        es = [e["step"] for e in evals]
-        handles = []
-        has_success = all(isinstance(e.get("success"), float) for e in evals)
-        if has_success:
-            handles += ax.plot(es, [100 * e["success"] for e in evals], "o-", label="success rate (%)")
-            ax.set_ylim(-2, 102)
-            ax.set_ylabel("success rate (%)")
-            ret_ax = ax.twinx()
-        else:
-            ret_ax = ax
-        handles += ret_ax.plot(es, [e["return"] for e in evals], "s--", color="tab:orange", label="episode return")
-        ret_ax.set_ylabel("episode return")
+        handles = _success_and_return(ax, evals, "")
         omega, k = evals[-1].get("omega"), int(evals[-1].get("num_candidates", 1))
         knob = "" if omega in (None, "") else f"omega={omega:g}, "
         ax.set_title(f"evaluation ({knob}K={k}, {int(evals[-1]['episodes'])} episodes each)")
@@ -129,18 +136,7 @@ def finetune_curve(evals: list[dict], episodes: list[dict], path: str, title: st
     ax = axes[0]
     _step_axis(ax, "environment steps")
     if evals:
-        steps = [e["step"] for e in evals]
-        handles = []
-        if all(isinstance(e.get("success"), float) for e in evals):
-            handles += ax.plot(steps, [100 * e["success"] for e in evals], "o-", label="eval success rate (%)")
-            ax.set_ylim(-2, 102)
-            ax.set_ylabel("success rate (%)")
-            ret_ax = ax.twinx()
-        else:
-            ret_ax = ax
-        handles += ret_ax.plot(steps, [e["return"] for e in evals], "s--", color="tab:orange",
-                               label="eval episode return")
-        ret_ax.set_ylabel("episode return")
+        handles = _success_and_return(ax, evals, "eval ")
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title("evaluation (step 0 = offline agent)")
         _legend_below(ax, handles)
