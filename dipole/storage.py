@@ -16,6 +16,8 @@ import tempfile
 
 import numpy as np
 
+from dipole.errors import DipoleError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -73,7 +75,7 @@ MAGIC = b"DIPOLE-CKPT-1\n"
 CKPT_GLOB = "ckpt-*.dpl"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DipoleError, RuntimeError):
     """A checkpoint that cannot be read; the message says which file and what to do."""
 
 

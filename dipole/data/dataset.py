@@ -6,11 +6,13 @@ from typing import Mapping
 
 import numpy as np
 
+from dipole.errors import UsageError
+
 REQUIRED_KEYS = ("observations", "actions", "rewards", "masks", "next_observations")
 OPTIONAL_KEYS = ("terminals",)
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError):
     """Raised for a dataset that cannot be trained on; the message names the field and the fix."""
 
 

@@ -1,0 +1,28 @@
+"""Errors the library raises for bad input it detected itself. The command line prints their message as one
+`error:` line; any other exception is a bug (or an environment problem) and keeps its traceback.
+
+Each class also derives from the built-in exception a Python caller would expect (ValueError, FileNotFoundError,
+RuntimeError, OSError), so `except ValueError` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class DipoleError(Exception):
+    """Bad input detected by the library; the message names the file or field and the fix."""
+
+
+class UsageError(DipoleError, ValueError):
+    """A bad argument, option or config value."""
+
+
+class MissingFileError(DipoleError, FileNotFoundError):
+    """A file the command needs does not exist; the message says how to make it."""
+
+
+class RunFolderError(DipoleError, RuntimeError):
+    """A run folder that cannot be used as asked: in use by another process, holding another run, or mismatched."""
+
+
+class NoSpaceError(DipoleError, OSError):
+    """The disk filled up while writing; what was written before is intact."""
