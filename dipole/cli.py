@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from dipole.agents import AGENTS, SIZE_PRESETS, build_config, get_agent
+from dipole.errors import DipoleError, UsageError
 from dipole.runners.logging import LogSettings
 from dipole.runners.offline import TrainSettings
 from dipole.runners.online import FinetuneSettings
@@ -148,6 +149,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Seed of data, training and evaluation."""
         resume: bool = False
         """Continue from the newest checkpoint in --run-dir."""
+        overwrite: bool = False
+        """Delete an earlier run in --run-dir and start again."""
 
     @dataclasses.dataclass
     class Train:
@@ -168,7 +171,9 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         run_dir: Optional[str] = None
         """Output folder; default runs/ENV-AGENT-seedSEED."""
         resume: bool = False
-        """Continue from the newest checkpoint in --run-dir."""
+        """Continue from the newest checkpoint in --run-dir (refused if its seed, data or config differ)."""
+        overwrite: bool = False
+        """Delete an earlier run in --run-dir (only the files a run writes) and start again."""
         download: bool = False
         """Let OGBench download missing dataset files (needs the internet)."""
         clip_actions: bool = False
@@ -210,7 +215,9 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         run_dir: Optional[str] = None
         """Output folder; default runs/ENV-AGENT-finetune-seedSEED."""
         resume: bool = False
-        """Continue the fine-tune in --run-dir after a kill."""
+        """Continue the fine-tune in --run-dir after a kill (refused if its seed, data or settings differ)."""
+        overwrite: bool = False
+        """Delete an earlier fine-tune in --run-dir and start again."""
         download: tyro.conf.Suppress[bool] = False
         clip_actions: bool = False
         """Clip out-of-range dataset actions to [-1, 1] (and report how many)."""
@@ -234,6 +241,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Processes for data generation."""
         report: bool = False
         """Only write the tables from the runs finished so far."""
+        overwrite: bool = False
+        """Delete the earlier runs and results in --out (not its data) and start again."""
         config: BenchConfig = dataclasses.field(default_factory=BenchConfig)
 
     @dataclasses.dataclass
@@ -284,7 +293,7 @@ def _load_training_data(env: str, dataset: str | None, download: bool, clip_acti
         from dipole.data.dmc import load_dmc
 
         if not dataset:
-            raise ValueError("--env dmc-* needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc DOMAIN`)")
+            raise UsageError("--env dmc-* needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc DOMAIN`)")
         e, train_ds = load_dmc(env, dataset, clip_actions=clip_actions)
         e.close()
         val_ds = None
@@ -336,21 +345,27 @@ def finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True,
 
 
 def cmd_train(a):
+    from dipole.runfolder import open_run_folder
     from dipole.runners.offline import train
 
     a.settings, a.logging = checked(TrainSettings, a.settings), checked(LogSettings, a.logging)
     config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
     run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seed{a.settings.seed}")
-    dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
-    print(f"dataset: {dataset.summary()}" + (f"; validation split {len(val)} transitions" if val is not None else ""))
-    print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, {a.settings.steps} updates, evaluation every "
-          f"{a.settings.eval_every or 'never'} updates and at the end ({a.settings.eval_episodes} episodes)")
-    agent = train(run_dir, a.env, dataset, a.agent, config, a.settings, resume=a.resume, val_dataset=val,
-                  logging=a.logging)
-    finish_run(run_dir, a.env, agent)
+    with open_run_folder(run_dir, a.resume, a.overwrite):  # before the data is read: a busy folder is refused at once
+        dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
+        print(f"dataset: {dataset.summary()}"
+              + (f"; validation split {len(val)} transitions" if val is not None else ""))
+        print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, {a.settings.steps} updates, evaluation "
+              f"every {a.settings.eval_every or 'never'} updates and at the end ({a.settings.eval_episodes} episodes)")
+        agent = train(run_dir, a.env, dataset, a.agent, config, a.settings, resume=a.resume, val_dataset=val,
+                      logging=a.logging)
+        finish_run(run_dir, a.env, agent)
 
 
 def cmd_eval(a):
+    import jax
+    import numpy as np
+
     from dipole.agents import load_checkpoint
     from dipole.runners.sweep import format_sweep_table, new_output_stem, run_sweep
     from dipole.storage import read_header, resolve_checkpoint
@@ -362,15 +377,22 @@ def cmd_eval(a):
     not_sampling = sorted(set(overrides) - set(config_cls.INFERENCE_FIELDS))
     if not_sampling:
         allowed = [f for f in config_cls.INFERENCE_FIELDS if f in config_cls.field_names()]
-        raise ValueError(f"--config.{not_sampling[0]} changes training, not sampling; `dipole eval` can change "
+        raise UsageError(f"--config.{not_sampling[0]} changes training, not sampling; `dipole eval` can change "
                          f"{allowed} (use `dipole train` or `dipole finetune` for the rest)")
+    if a.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {a.episodes}")
     config = config_cls.from_dict(header["config"]).replace(**overrides)
     agent, header = load_checkpoint(path, config)
+    obs = np.zeros(agent.obs_dim, np.float32)
+    omegas = list(a.omega) if hasattr(agent.config, "omega") else [None]
+    for w in omegas:  # every value is checked before the first evaluation
+        for k in a.num_candidates:
+            agent.sample_actions(obs, jax.random.PRNGKey(0), omega=w, num_candidates=k)
     env_name = a.env or header["env"]
     out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
     stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
-    rows = run_sweep(agent, env_name, stem, list(a.omega), list(a.num_candidates), a.episodes, a.seed,
+    rows = run_sweep(agent, env_name, stem, omegas, list(a.num_candidates), a.episodes, a.seed,
                      title=f"{env_name} @ step {header['step']}")
     print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1)))
     print(f"wrote {stem}.json and {stem}.png")
@@ -378,6 +400,7 @@ def cmd_eval(a):
 
 def cmd_finetune(a):
     from dipole.agents import load_checkpoint
+    from dipole.runfolder import open_run_folder
     from dipole.runners.logging import read_csv
     from dipole.runners.online import finetune
     from dipole.runners.plots import finetune_curve
@@ -391,7 +414,7 @@ def cmd_finetune(a):
     overrides = given(a.config)
     reshaped = sorted(k for k in set(overrides) & set(config_cls.SHAPE_FIELDS) if overrides[k] != getattr(saved, k))
     if reshaped:
-        raise ValueError(f"--config.{reshaped[0]} changes the networks' shapes; the checkpoint cannot be fine-tuned "
+        raise UsageError(f"--config.{reshaped[0]} changes the networks' shapes; the checkpoint cannot be fine-tuned "
                          "with it (train a new agent instead)")
     agent, header = load_checkpoint(path, saved.replace(**overrides))
     if "finetune" in header and not a.resume:
@@ -401,15 +424,17 @@ def cmd_finetune(a):
     if not dataset_path and header.get("dataset_path") and os.path.exists(header["dataset_path"]):
         dataset_path = header["dataset_path"]
     run_dir = a.run_dir or os.path.join("runs", f"{env}-{header['agent']}-finetune-seed{a.settings.seed}")
-    dataset, _ = _load_training_data(env, dataset_path, a.download, a.clip_actions)
-    print(f"loaded {path} (agent {header['agent']}, {header['step']} updates); offline data {dataset.name} "
-          f"({len(dataset)} transitions); run folder {run_dir}")
-    agent, buffer = finetune(run_dir, env, dataset, agent, a.settings, resume=a.resume, source=path,
-                             logging=a.logging)
-    finetune_curve(read_csv(os.path.join(run_dir, "eval.csv")), read_csv(os.path.join(run_dir, "episodes.csv")),
-                   os.path.join(run_dir, "finetune_curve.png"), title=f"{env}: {header['agent']} offline -> online")
-    finish_run(run_dir, env, agent, extra={"mode": "finetune", "source": path, "online_steps": buffer.count,
-                                           "buffer_transitions": len(buffer)}, plot=False)
+    with open_run_folder(run_dir, a.resume, a.overwrite, what="fine-tune"):
+        dataset, _ = _load_training_data(env, dataset_path, a.download, a.clip_actions)
+        print(f"loaded {path} (agent {header['agent']}, {header['step']} updates); offline data {dataset.name} "
+              f"({len(dataset)} transitions); run folder {run_dir}")
+        agent, buffer = finetune(run_dir, env, dataset, agent, a.settings, resume=a.resume, source=path,
+                                 logging=a.logging)
+        finetune_curve(read_csv(os.path.join(run_dir, "eval.csv")), read_csv(os.path.join(run_dir, "episodes.csv")),
+                       os.path.join(run_dir, "finetune_curve.png"),
+                       title=f"{env}: {header['agent']} offline -> online")
+        finish_run(run_dir, env, agent, extra={"mode": "finetune", "source": path, "online_steps": buffer.count,
+                                               "buffer_transitions": len(buffer)}, plot=False)
 
 
 def cmd_bench(a):
@@ -418,7 +443,7 @@ def cmd_bench(a):
 
     agents = [x.strip() for x in a.agents.split(",") if x.strip()]
     summary = run_bench(a.suite, agents, a.seeds, out_dir=a.out, workers=a.workers, report_only=a.report,
-                        overrides=given(a.config))
+                        overrides=given(a.config), overwrite=a.overwrite)
     out = a.out or os.path.join("runs", "bench", a.suite)
     print(markdown_tables(summary))
     print(f"wrote {out}/results.md, results.json, results.png")
@@ -426,7 +451,7 @@ def cmd_bench(a):
 
 def cmd_data(a):
     if a.source != "highway" and not a.name:
-        raise ValueError(f"`dipole data {a.source}` needs a NAME (see `dipole data --help`)")
+        raise UsageError(f"`dipole data {a.source}` needs a NAME (see `dipole data --help`)")
     if a.source == "highway":
         from dipole.datagen.highway import DEFAULT_DATA_EPISODES, generate_highway
 
@@ -450,6 +475,7 @@ def cmd_quickstart(a):
 
     quickstart(run_dir=a.run_dir, episodes=a.episodes, steps=a.steps, lr=a.lr, eval_episodes=a.eval_episodes,
                omegas=a.omega, candidates=a.num_candidates, workers=a.workers, seed=a.seed, resume=a.resume,
+               overwrite=a.overwrite,
                finish=lambda run_dir, env, agent, rows, extra: finish_run(run_dir, env, agent, rows, extra,
                                                                           sweep_file=os.path.join(run_dir,
                                                                                                   "omega_sweep")))
@@ -465,7 +491,7 @@ def main(argv=None):
     try:
         args = tyro.extras.subcommand_cli_from_dict(commands, prog="dipole", description=__doc__, args=argv)
         ACTIONS[next(name for name, cls in commands.items() if isinstance(args, cls))](args)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+    except DipoleError as e:  # the library's own checks: one line; anything else is a bug and keeps its traceback
         raise SystemExit(f"error: {e}") from None
 
 

@@ -24,5 +24,12 @@ class RunFolderError(DipoleError, RuntimeError):
     """A run folder that cannot be used as asked: in use by another process, holding another run, or mismatched."""
 
 
+class MissingDependencyError(DipoleError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the pip command."""
+
+
 class NoSpaceError(DipoleError, OSError):
     """The disk filled up while writing; what was written before is intact."""
+
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return str(self.strerror)

@@ -7,16 +7,18 @@ This module knows nothing about agents: `dipole.agents` builds headers and resto
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
 import struct
+import sys
 import tempfile
 
 import numpy as np
 
-from dipole.errors import DipoleError
+from dipole.errors import DipoleError, NoSpaceError
 
 
 def _umask() -> int:
@@ -31,22 +33,77 @@ def _publish(tmp: str, path: str) -> None:
     os.replace(tmp, path)
 
 
+TMP_PREFIX = ".tmp-"
+
+
+def _tmp_prefix() -> str:
+    """Temporary files carry their writer's pid, so a later process can tell a dead writer's leftovers."""
+    return f"{TMP_PREFIX}{os.getpid()}-"
+
+
+def is_no_space(e: BaseException) -> bool:
+    """Whether `e` is a full disk (or a full quota)."""
+    return isinstance(e, OSError) and _no_space(e)
+
+
+def _no_space(e: OSError) -> bool:
+    return e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
 def _atomic_write(path: str, write, suffix: str) -> None:
     """Call write(file) on a temporary file in the same folder, fsync, then rename it to `path`: readers see the old
-    file or the new one, never a part; the temporary file is removed if anything fails."""
+    file or the new one, never a part; the temporary file is removed if anything fails. A full disk raises
+    NoSpaceError naming `path` (the old file at `path`, if any, is untouched)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(), suffix=suffix)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and _no_space(e):
+            raise NoSpaceError(errno.ENOSPC, f"no space left writing {path}") from None
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str, log=None) -> list[str]:
+    """Delete the temporary files (`.tmp-PID-*`) in `folder` whose writer process no longer runs (a killed write),
+    and say so through `log`. Files of live writers, and names without a pid, are left alone. -> removed paths."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    if removed and log is not None:
+        log(f"removed {len(removed)} temporary file(s) left by a killed process: "
+            + ", ".join(os.path.basename(p) for p in removed) + f" (in {folder})")
+    return removed
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -87,11 +144,13 @@ def _pack(header: dict, payload: bytes) -> bytes:
 
 def _unpack(path: str, data: bytes):
     def corrupt(why):
-        return CheckpointError(
+        err = CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({why}); it cannot be loaded. "
             "Use an earlier checkpoint in the same folder (or pass the run folder, which picks the newest valid "
             "one), or retrain."
         )
+        err.reason = why
+        return err
 
     if not data.startswith(MAGIC):
         raise corrupt("not a dipole checkpoint: bad magic bytes")
@@ -160,9 +219,20 @@ def checkpoint_path(run_dir: str, step: int) -> str:
     return os.path.join(run_dir, "checkpoints", f"ckpt-{step:08d}.dpl")
 
 
-def prune_checkpoints(run_dir: str, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints of a run folder."""
-    for old in list_checkpoints(run_dir)[:-keep]:
+def prune_checkpoints(run_dir: str, keep: int, run_id: str | None = None) -> None:
+    """Delete all but the newest `keep` checkpoints of a run folder; with `run_id`, only among the checkpoints whose
+    header carries that id (another run's files, and files whose header cannot be read, are left alone)."""
+    files = list_checkpoints(run_dir)
+    if run_id is not None:
+        mine = []
+        for f in files:
+            try:
+                if read_header(f).get("run_id") == run_id:
+                    mine.append(f)
+            except CheckpointError:
+                pass
+        files = mine
+    for old in files[:-keep]:
         os.unlink(old)
 
 
@@ -170,8 +240,13 @@ def list_checkpoints(run_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(run_dir, "checkpoints", CKPT_GLOB)))
 
 
-def resolve_checkpoint(path: str) -> str:
-    """A file is returned as is; for a run folder, the newest checkpoint that verifies."""
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_checkpoint(path: str, log=_warn) -> str:
+    """A file is returned as is; for a run folder, the newest checkpoint that verifies. Newer files that do not
+    verify are skipped, and each is named with the reason through `log`."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
@@ -182,8 +257,14 @@ def resolve_checkpoint(path: str) -> str:
     errors = []
     for c in reversed(candidates):
         try:
-            _unpack(c, open(c, "rb").read())
-            return c
+            with open(c, "rb") as f:
+                _unpack(c, f.read())
         except CheckpointError as e:
-            errors.append(str(e))
-    raise CheckpointError(f"no valid checkpoint in {path}: " + " | ".join(errors))
+            errors.append((c, getattr(e, "reason", str(e))))
+            continue
+        for skipped, why in errors:
+            log(f"warning: skipped {skipped}: corrupt or truncated ({why})")
+        if errors:
+            log(f"warning: using {c}, the newest checkpoint that verifies")
+        return c
+    raise CheckpointError(f"no valid checkpoint in {path}: " + "; ".join(f"{c} ({why})" for c, why in errors))

@@ -12,7 +12,8 @@ import dipole
 
 PACKAGE = os.path.dirname(dipole.__file__)
 LAYERS = [
-    ("dipole._quiet", "dipole.version", "dipole.errors", "dipole.storage"),
+    ("dipole._quiet", "dipole.version", "dipole.errors", "dipole.storage", "dipole.seeding",
+     "dipole.runfolder"),
     ("dipole.nn", "dipole.envs"),
     ("dipole.data", "dipole.datagen"),
     ("dipole.agents",),

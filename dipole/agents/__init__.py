@@ -18,6 +18,7 @@ from dipole.agents.fql import FQLAgent, FQLConfig
 from dipole.agents.ifql import IFQLAgent, IFQLConfig
 from dipole.agents.iql import IQLAgent, IQLConfig
 from dipole.agents.presets import SIZE_PRESETS, task_overrides
+from dipole.errors import UsageError
 from dipole.storage import CheckpointError, read_checkpoint, resolve_checkpoint
 
 AGENTS = {
@@ -33,7 +34,7 @@ AGENTS = {
 def get_agent(name: str):
     """-> (agent class, config class)."""
     if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
+        raise UsageError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
     return AGENTS[name]
 
 
@@ -45,18 +46,33 @@ def make_config(name: str, overrides: dict | None = None):
 def build_config(agent: str, env_name: str | None, preset: str = "paper", overrides: dict | None = None):
     """Agent defaults <- size preset <- task rules for `env_name` (None: none) <- explicit overrides."""
     if preset not in SIZE_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}")
+        raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}")
     _, config_cls = get_agent(agent)
     config = config_cls()
     fields = set(config.to_dict())
     rules = {}
     for key, value in (task_overrides(env_name) if env_name else {}).items():
         owner, _, name = key.rpartition(".")
+        check_rule_key(key)
         if owner in ("", agent):
             rules[name] = value
     merged = {**SIZE_PRESETS[preset], **{k: v for k, v in rules.items() if k in fields}}
     config = config.replace(**merged)
     return config.replace(**(overrides or {}))
+
+
+def check_rule_key(key: str) -> None:
+    """A task-rule key is 'FIELD' (some agent's config field) or 'AGENT.FIELD' (that agent's); anything else is a typo
+    that would otherwise be dropped silently."""
+    owner, _, name = key.rpartition(".")
+    if owner:
+        if owner not in AGENTS:
+            raise UsageError(f"task rule key {key!r} names no agent; agents: {sorted(AGENTS)} (dipole/agents/presets.py)")
+        if name not in AGENTS[owner][1].field_names():
+            raise UsageError(f"task rule key {key!r}: agent '{owner}' has no config field {name!r}; fields: "
+                             f"{sorted(AGENTS[owner][1].field_names())} (dipole/agents/presets.py)")
+    elif not any(name in c.field_names() for _, c in AGENTS.values()):
+        raise UsageError(f"task rule key {key!r} is a config field of no agent (dipole/agents/presets.py)")
 
 
 def make(agent: str, ex_obs, ex_actions, seed: int = 0, preset: str = "paper", task: str | None = None,

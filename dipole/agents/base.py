@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dipole.errors import UsageError
 from dipole.nn import critic
 
 
@@ -46,7 +47,7 @@ class AgentConfig:
         names = self.field_names()
         unknown = sorted(set(kwargs) - set(names))
         if unknown:
-            raise ValueError(f"unknown config field(s) {unknown} for agent '{self.agent}'; valid fields: {sorted(names)}")
+            raise UsageError(f"unknown config field(s) {unknown} for agent '{self.agent}'; valid fields: {sorted(names)}")
         return dataclasses.replace(self, **{k: coerce_field(type(self), k, v) for k, v in kwargs.items()})
 
     @classmethod
@@ -74,19 +75,19 @@ def coerce_field(cls, name: str, value: Any):
             if isinstance(value, str):
                 low = value.strip().lower()
                 if low not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
+                    raise UsageError(value)
                 return low in ("true", "1", "yes")
             return bool(value)
         if hint is int:
             if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
+                raise UsageError(value)
             return int(float(value)) if isinstance(value, str) else int(value)
         if hint is float:
             return float(value)
         if hint is str:
             return str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"config.{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from None
+        raise UsageError(f"config.{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from None
     return value
 
 
@@ -95,7 +96,7 @@ def parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like KEY=VALUE (e.g. beta=3)")
+            raise UsageError(f"override {item!r} must look like KEY=VALUE (e.g. beta=3)")
         key, value = item.split("=", 1)
         out[key.strip()] = value
     return out
@@ -123,6 +124,7 @@ class Agent(flax.struct.PyTreeNode):
     """
 
     ranks_candidates: ClassVar[bool] = False  # whether a critic can rank K > 1 candidate actions
+    has_temperature: ClassVar[bool] = False  # whether the policy is a distribution with a temperature (Gaussian)
 
     # ------------------------------------------------------------------ learning
     def apply_loss(self, loss_fn, *args, **changes):
@@ -140,22 +142,32 @@ class Agent(flax.struct.PyTreeNode):
         return self.replace(**new), info
 
     # ------------------------------------------------------------------ acting
-    def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None):
-        """Actions in [-1, 1] for observations (D,) or (B, D); omega and K default to the config's values."""
+    def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None,
+                       temperature: float | None = None):
+        """Actions in [-1, 1] for observations (D,) or (B, D); omega and K default to the config's values.
+
+        `temperature` (Gaussian policies only, e.g. IQL): 0 acts with the mean (evaluation, the default), 1 samples
+        the policy as trained (acting online)."""
         cfg = self.config
         if omega is not None and not hasattr(cfg, "omega"):
-            raise ValueError(f"agent '{cfg.agent}' has no greediness knob; omega applies to dipole and cfgrl")
+            raise UsageError(f"agent '{cfg.agent}' has no greediness knob; omega applies to dipole and cfgrl")
+        if temperature is not None and not self.has_temperature:
+            raise UsageError(f"agent '{cfg.agent}' samples from a flow and has no temperature; temperature applies "
+                             "to iql")
+        if temperature is not None and not temperature >= 0:
+            raise UsageError(f"temperature must be >= 0 (0 acts with the mean), got {temperature}")
         omega = getattr(cfg, "omega", 0.0) if omega is None else float(omega)
         k = getattr(cfg, "num_candidates", 1) if num_candidates is None else int(num_candidates)
-        if omega < 0:
-            raise ValueError(f"omega must be >= 0 (0 samples pi+, larger is greedier), got {omega}")
+        if not omega >= 0:
+            raise UsageError(f"omega must be >= 0 (0 samples pi+, larger is greedier), got {omega}")
         if k < 1:
-            raise ValueError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
+            raise UsageError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
         if k > 1 and not self.ranks_candidates:
-            raise ValueError(f"agent '{cfg.agent}' has no critic to rank candidates; use num_candidates=1")
+            raise UsageError(f"agent '{cfg.agent}' has no critic to rank candidates; use num_candidates=1")
         obs = jnp.asarray(obs, jnp.float32)
         single = obs.ndim == 1
-        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k)
+        extra = {"temperature": jnp.float32(temperature or 0.0)} if self.has_temperature else {}
+        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k, **extra)
         return actions[0] if single else actions
 
     # ------------------------------------------------------------------ saving

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
 from dipole.nn import flow
 from dipole.nn.networks import VelocityField
+from dipole.seeding import stream_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +36,7 @@ class BCAgent(Agent):
         config = config or BCConfig()
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         field = VelocityField(config.actor_hidden_dims, int(ex_actions.shape[-1]))
-        rng, key = jax.random.split(jax.random.PRNGKey(seed))
+        rng, key = jax.random.split(stream_key(seed, "init"))
         params = {"actor": field.init(key, ex_obs, ex_actions, jnp.zeros(ex_actions.shape[:-1]))}
         tx = make_optimizer(config.lr)
         return cls(params=params, opt_state=tx.init(params), rng=rng, step=jnp.zeros((), jnp.int32), config=config,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
 from dipole.nn import critic, flow
 from dipole.nn.networks import LabelledVelocityField
+from dipole.seeding import stream_key
 
 UNCOND, OPTIMAL, NOT_OPTIMAL = 0, 1, 2
 
@@ -59,7 +60,7 @@ class CFGRLAgent(Agent):
         config = config or CFGRLConfig()
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         field = LabelledVelocityField(config.actor_hidden_dims, int(ex_actions.shape[-1]), 3)
-        rng, a_key, q_key, v_key = jax.random.split(jax.random.PRNGKey(seed), 4)
+        rng, a_key, q_key, v_key = jax.random.split(stream_key(seed, "init"), 4)
         q, v, q_params, v_params = critic.make_iql_critic(config.value_hidden_dims, config.num_qs, ex_obs, ex_actions,
                                                           q_key, v_key)
         n = ex_actions.shape[0]

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
+from dipole.errors import UsageError
 from dipole.nn import critic, flow
 from dipole.nn.networks import PolarVelocityFields
+from dipole.seeding import stream_key
 
 ADV_NORMS = ("none", "running_std")
 
@@ -71,11 +73,11 @@ class DIPOLEAgent(Agent):
     def create(cls, seed: int, ex_obs, ex_actions, config: DIPOLEConfig | None = None):
         config = config or DIPOLEConfig()
         if config.adv_norm not in ADV_NORMS:
-            raise ValueError(f"config.adv_norm must be one of {ADV_NORMS}, got {config.adv_norm!r}")
+            raise UsageError(f"config.adv_norm must be one of {ADV_NORMS}, got {config.adv_norm!r}")
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         action_dim = int(ex_actions.shape[-1])
         actor = PolarVelocityFields(config.actor_hidden_dims, action_dim, shared=config.shared_actor)
-        rng = jax.random.PRNGKey(seed)
+        rng = stream_key(seed, "init")
         rng, a_key, q_key, v_key = jax.random.split(rng, 4)
         q, v, q_params, v_params = critic.make_iql_critic(config.value_hidden_dims, config.num_qs, ex_obs, ex_actions,
                                                           q_key, v_key)

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
+from dipole.errors import UsageError
 from dipole.nn import flow
 from dipole.nn.networks import MLP, QEnsemble, VelocityField
+from dipole.seeding import stream_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,13 +66,13 @@ class FQLAgent(Agent):
     def create(cls, seed: int, ex_obs, ex_actions, config: FQLConfig | None = None):
         config = config or FQLConfig()
         if config.q_agg not in ("mean", "min"):
-            raise ValueError(f"config.q_agg must be 'mean' or 'min', got {config.q_agg!r}")
+            raise UsageError(f"config.q_agg must be 'mean' or 'min', got {config.q_agg!r}")
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         a_dim = int(ex_actions.shape[-1])
         field = VelocityField(config.actor_hidden_dims, a_dim)
         onestep = OneStepPolicy(config.actor_hidden_dims, a_dim)
         q = QEnsemble(config.value_hidden_dims, num_qs=config.num_qs)
-        rng, f_key, o_key, q_key = jax.random.split(jax.random.PRNGKey(seed), 4)
+        rng, f_key, o_key, q_key = jax.random.split(stream_key(seed, "init"), 4)
         params = {"flow": field.init(f_key, ex_obs, ex_actions, jnp.zeros(ex_actions.shape[:-1])),
                   "onestep": onestep.init(o_key, ex_obs, ex_actions), "q": q.init(q_key, ex_obs, ex_actions)}
         tx = make_optimizer(config.lr)

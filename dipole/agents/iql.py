@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from dipole.agents.base import Agent, AgentConfig, as_batch2d, make_optimizer, static
 from dipole.nn import critic
 from dipole.nn.networks import GaussianActor
+from dipole.seeding import stream_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,7 @@ class IQLConfig(AgentConfig):
 
 
 class IQLAgent(Agent):
+    has_temperature = True
     params: Any  # {'actor', 'q', 'v'}
     target_q: Any
     opt_state: Any
@@ -48,7 +50,7 @@ class IQLAgent(Agent):
         config = config or IQLConfig()
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         actor = GaussianActor(config.actor_hidden_dims, int(ex_actions.shape[-1]))
-        rng, a_key, q_key, v_key = jax.random.split(jax.random.PRNGKey(seed), 4)
+        rng, a_key, q_key, v_key = jax.random.split(stream_key(seed, "init"), 4)
         q, v, q_params, v_params = critic.make_iql_critic(config.value_hidden_dims, config.num_qs, ex_obs, ex_actions,
                                                           q_key, v_key)
         params = {"actor": actor.init(a_key, ex_obs), "q": q_params, "v": v_params}
@@ -81,9 +83,12 @@ class IQLAgent(Agent):
         return new, {**info, "adv_mean": adv.mean()}
 
     @partial(jax.jit, static_argnames=("num_candidates",))
-    def _sample(self, obs, rng, omega, num_candidates: int):
-        """The policy mean (IQL's deterministic evaluation)."""
-        return jnp.clip(self.actor_net.apply(self.params["actor"], obs)[0], -1.0, 1.0)
+    def _sample(self, obs, rng, omega, num_candidates: int, temperature=0.0):
+        """mean + temperature * std * N(0, I), clipped: temperature 0 is IQL's deterministic evaluation, 1 samples the
+        Gaussian policy (acting online)."""
+        mean, log_std = self.actor_net.apply(self.params["actor"], obs)
+        noise = jax.random.normal(rng, mean.shape)
+        return jnp.clip(mean + temperature * jnp.exp(log_std) * noise, -1.0, 1.0)
 
 
 def get_config() -> IQLConfig:

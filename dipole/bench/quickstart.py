@@ -12,6 +12,7 @@ import time
 from dipole.agents import build_config
 from dipole.data.ogbench import load_ogbench
 from dipole.datagen.ogbench import generate_ogbench
+from dipole.runfolder import open_run_folder
 from dipole.runners.offline import TrainSettings, train
 from dipole.runners.sweep import format_sweep_table, run_sweep
 
@@ -21,10 +22,18 @@ QUICKSTART_TASK = "pointmaze-medium-navigate-singletask-task1-v0"
 
 def quickstart(run_dir: str = "runs/quickstart", episodes: int = 200, steps: int = 40_000, lr: float = 1e-3,
                eval_episodes: int = 10, omegas=(0.0, 0.5, 1.0, 2.0, 4.0), candidates=(1, 32), workers: int = 1,
-               seed: int = 0, resume: bool = False, finish=None) -> list[dict]:
-    """Run the whole quickstart; `finish(run_dir, env, agent, rows, extra)` writes the run's summary. -> sweep rows."""
+               seed: int = 0, resume: bool = False, finish=None, overwrite: bool = False) -> list[dict]:
+    """Run the whole quickstart; `finish(run_dir, env, agent, rows, extra)` writes the run's summary. -> sweep rows.
+
+    The run folder is held for the whole job (data, training, sweep); an earlier run in it is refused unless
+    `resume` or `overwrite`."""
+    with open_run_folder(run_dir, resume, overwrite):
+        return _quickstart(run_dir, episodes, steps, lr, eval_episodes, omegas, candidates, workers, seed, resume,
+                           finish)
+
+
+def _quickstart(run_dir, episodes, steps, lr, eval_episodes, omegas, candidates, workers, seed, resume, finish):
     t0 = time.time()
-    os.makedirs(run_dir, exist_ok=True)
     print(f"[1/3] generating {episodes} episodes of {QUICKSTART_DATASET} (OGBench protocol) ...", flush=True)
     info = generate_ogbench(QUICKSTART_DATASET, episodes=episodes, workers=workers, seed=seed,
                             out_dir=os.path.join(run_dir, "data"))

@@ -7,8 +7,10 @@ config, fixed before training; the omega sweep is evaluated and tabulated separa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -20,28 +22,63 @@ from dipole.data.dmc import load_dmc
 from dipole.data.ogbench import load_ogbench
 from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
+from dipole.errors import RunFolderError, UsageError
+from dipole.runfolder import check_resume, claimed
 from dipole.runners.evaluation import evaluate_agent, omega_sweep
 from dipole.runners.offline import TrainSettings, train
 from dipole.storage import atomic_write_json
 
 
 def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | None = None, workers: int = 2,
-              log=print, report_only: bool = False, overrides: dict | None = None) -> dict:
+              log=print, report_only: bool = False, overrides: dict | None = None, overwrite: bool = False) -> dict:
     """Run every (task, agent, seed) not yet finished, then write the tables; report_only just writes the tables.
 
     `overrides` (config field -> value) apply, after the suite's own, to every agent whose config has the field.
+    The output folder is this process's alone while it runs. It records the suite and the overrides (bench.json):
+    a later call with other ones is refused unless `overwrite` (which deletes the earlier runs and results, not the
+    data); more agents or seeds may be added to a folder at any time.
     """
     if suite_name not in SUITES:
-        raise ValueError(f"unknown suite {suite_name!r}; available: {sorted(SUITES)}")
+        raise UsageError(f"unknown suite {suite_name!r}; available: {sorted(SUITES)}")
     suite = SUITES[suite_name]
     overrides = dict(overrides or {})
     known = {k for a in agents for k in build_config(a, None).to_dict()}  # an unknown agent fails here, before any data
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"config field(s) {unknown} belong to none of the agents {agents}; valid: {sorted(known)}")
+        raise UsageError(f"config field(s) {unknown} belong to none of the agents {agents}; valid: {sorted(known)}")
     out_dir = out_dir or os.path.join("runs", "bench", suite_name)
-    if report_only:
-        return aggregate(suite, agents, seeds, out_dir)
+    with claimed(out_dir):
+        if report_only:
+            return aggregate(suite, agents, seeds, out_dir)
+        _own_bench_folder(out_dir, suite, overrides, overwrite, log)
+        return _run(suite, agents, seeds, out_dir, workers, log, overrides)
+
+
+BENCH_FILES = ("bench.json", "results.json", "results.md", "results.png", "runs")
+
+
+def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
+    """Refuse a folder whose runs were made with another suite or other overrides (unless overwriting it)."""
+    identity = {"suite": suite.name, **{f"suite.{k}": v for k, v in dataclasses.asdict(suite).items()},
+                "overrides": {k: overrides[k] for k in sorted(overrides)}}
+    path = os.path.join(out_dir, "bench.json")
+    present = [n for n in BENCH_FILES if os.path.exists(os.path.join(out_dir, n))]
+    if overwrite and present:
+        for name in present:
+            target = os.path.join(out_dir, name)
+            shutil.rmtree(target) if os.path.isdir(target) else os.unlink(target)
+        log(f"--overwrite: removed the earlier bench runs in {out_dir} ({', '.join(present)}); data kept")
+    elif os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        check_resume(path, saved, json.loads(json.dumps(identity)), prefix="")
+    elif os.path.exists(os.path.join(out_dir, "runs")):
+        raise RunFolderError(f"{out_dir} holds bench runs but no bench.json saying how they were made; pass "
+                             "--overwrite to start again, or choose another --out")
+    atomic_write_json(path, identity)
+
+
+def _run(suite, agents, seeds, out_dir, workers, log, overrides):
     data_dir = os.path.expanduser(suite.data_dir or os.path.join(out_dir, "data"))
     if suite.source == "dmc":
         train_file = os.path.join(data_dir, f"{suite.dataset}-explore.npz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dipole.data.dataset import REQUIRED_KEYS, Dataset
+from dipole.storage import CheckpointError
 
 
 class ReplayBuffer:
@@ -54,6 +55,6 @@ class ReplayBuffer:
         for k in REQUIRED_KEYS:
             rows = np.asarray(arrays[f"buffer/{k}"])
             if len(rows) != size:
-                raise ValueError(f"checkpoint buffer field '{k}' has {len(rows)} rows, expected {size}")
+                raise CheckpointError(f"checkpoint buffer field '{k}' has {len(rows)} rows, expected {size}")
             self.data[k][self.num_offline : self.num_offline + size] = rows
         self.count = int(count)

@@ -24,7 +24,9 @@ import time
 import numpy as np
 
 from dipole.envs.dmc import DOMAINS, _load, action_scaler, flatten_obs
+from dipole.errors import UsageError
 from dipole.storage import atomic_write_npz
+
 
 def cell_of(domain: str, physics) -> tuple:
     """Coarse, task-agnostic description of a state: the cell it falls in."""
@@ -93,9 +95,9 @@ def generate_dmc(domain: str, steps: int = 1_000_000, explorers: int = 8, worker
                  out_dir: str = "~/.dipole/dmc", segment: int = 100, progress: bool = True) -> dict:
     """Write `out_dir/DOMAIN-explore.npz`; the result is the same for any number of workers."""
     if domain not in DOMAINS:
-        raise ValueError(f"unknown DMC domain {domain!r}; available: {sorted(DOMAINS)}")
+        raise UsageError(f"unknown DMC domain {domain!r}; available: {sorted(DOMAINS)}")
     if steps < explorers:
-        raise ValueError(f"--steps ({steps}) must be at least --explorers ({explorers})")
+        raise UsageError(f"--steps ({steps}) must be at least --explorers ({explorers})")
     from tqdm import tqdm
 
     share = [steps // explorers + (i < steps % explorers) for i in range(explorers)]

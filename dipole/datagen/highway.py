@@ -13,7 +13,14 @@ import time
 
 import numpy as np
 
-from dipole.envs.highway import DEFAULT_WEIGHTS, STEER_MAX, TERMS, HighwayDriving, parse_highway_name
+from dipole.envs.highway import (
+    DEFAULT_WEIGHTS,
+    STEER_MAX,
+    TERMS,
+    HighwayDriving,
+    parse_highway_name,
+)
+from dipole.errors import UsageError
 from dipole.storage import atomic_write_npz
 
 
@@ -172,7 +179,7 @@ def generate_highway(name: str = "highway-fast-v0", episodes: int = DEFAULT_DATA
 
     base, _ = parse_highway_name(name)
     if episodes < len(DRIVERS):
-        raise ValueError(f"--episodes must be >= {len(DRIVERS)} (one per scripted driver), got {episodes}")
+        raise UsageError(f"--episodes must be >= {len(DRIVERS)} (one per scripted driver), got {episodes}")
     chunk = max(1, min(8, episodes // (max(workers, 1) * 4) or 1))
     jobs = [(base, seed, list(range(i, min(i + chunk, episodes)))) for i in range(0, episodes, chunk)]
     start = time.time()

@@ -5,9 +5,9 @@ Names: `dmc-DOMAIN-TASK`, e.g. `dmc-walker-run`, `dmc-cheetah-run_backward` (URL
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from dipole.errors import UsageError
 
 DOMAINS = {
     "walker": ("stand", "walk", "run"),
@@ -21,7 +21,7 @@ def _load(domain: str, task: str, seed: int | None = None):
     from dm_control import suite
 
     if domain not in DOMAINS or task not in DOMAINS[domain]:
-        raise ValueError(f"unknown DMC task {domain}-{task}; available: "
+        raise UsageError(f"unknown DMC task {domain}-{task}; available: "
                          f"{[f'{d}-{t}' for d, ts in DOMAINS.items() for t in ts]}")
     suite_task = "run" if task == "run_backward" else task
     return suite.load(domain, suite_task, task_kwargs={"random": seed})
@@ -81,7 +81,7 @@ class DMCEnv:
     def step(self, action):
         action = np.asarray(action, np.float64)
         if action.shape != self.action_space.shape or not np.all(np.abs(action) <= 1.0 + 1e-6):
-            raise ValueError(f"action must have shape {self.action_space.shape} with entries in [-1, 1]")
+            raise UsageError(f"action must have shape {self.action_space.shape} with entries in [-1, 1]")
         ts = self._env.step(self._scale(action))
         reward = self.reward() if self.task == "run_backward" else float(ts.reward)
         return flatten_obs(ts.observation), reward, False, ts.last(), {}

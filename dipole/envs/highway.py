@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dipole.errors import MissingDependencyError, UsageError
+
 TERMS = ("speed", "collision", "offroad", "lane")
 DEFAULT_WEIGHTS = {"speed": 1.0, "collision": 100.0, "offroad": 100.0, "lane": 0.2}
 BASE_ENVS = ("highway-fast-v0", "highway-v0")
@@ -50,19 +52,19 @@ def parse_highway_name(name: str) -> tuple[str, dict]:
     """'highway-fast-v0:collision=5' -> ('highway-fast-v0', weights with collision 5)."""
     base, _, spec = name.partition(":")
     if base not in BASE_ENVS:
-        raise ValueError(f"unknown highway environment {base!r}; available: {list(BASE_ENVS)} "
+        raise UsageError(f"unknown highway environment {base!r}; available: {list(BASE_ENVS)} "
                          "(optionally ':speed=W,collision=W,offroad=W,lane=W')")
     weights = dict(DEFAULT_WEIGHTS)
     for item in filter(None, (s.strip() for s in spec.split(","))):
         key, eq, value = item.partition("=")
         if key not in weights or not eq:
-            raise ValueError(f"{name!r}: reward weight {item!r} must be one of {list(TERMS)} as KEY=VALUE")
+            raise UsageError(f"{name!r}: reward weight {item!r} must be one of {list(TERMS)} as KEY=VALUE")
         try:
             weights[key] = float(value)
         except ValueError:
-            raise ValueError(f"{name!r}: reward weight {key}={value!r} is not a number") from None
+            raise UsageError(f"{name!r}: reward weight {key}={value!r} is not a number") from None
         if not np.isfinite(weights[key]) or weights[key] < 0:
-            raise ValueError(f"{name!r}: reward weight {key} must be a finite number >= 0, got {value}")
+            raise UsageError(f"{name!r}: reward weight {key} must be a finite number >= 0, got {value}")
     return base, weights
 
 
@@ -83,7 +85,7 @@ def _import_highway():
     try:
         import highway_env  # noqa: F401  (registers the gymnasium ids)
     except ImportError:
-        raise ImportError("the highway benchmark needs highway-env: pip install 'dipole-rl[highway]'") from None
+        raise MissingDependencyError("the highway benchmark needs highway-env: pip install 'dipole-rl[highway]'") from None
 
 
 class HighwayDriving:
@@ -136,9 +138,9 @@ class HighwayDriving:
     def step(self, action):
         action = np.asarray(action, np.float32)
         if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"highway action must be 2 finite numbers (acceleration, steering), got {action}")
+            raise UsageError(f"highway action must be 2 finite numbers (acceleration, steering), got {action}")
         if np.any(np.abs(action) > 1.0):
-            raise ValueError(f"highway actions must lie in [-1, 1], got {action}")
+            raise UsageError(f"highway actions must lie in [-1, 1], got {action}")
         _, _, terminated, truncated, info = self.env.step(action)
         obs = self.observe()
         raw = self.raw_terms()

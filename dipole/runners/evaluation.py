@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dipole.envs import make_env
+from dipole.seeding import stream_key, stream_seed
 
 MAX_EVAL_ENVS = 16  # environments stepped together in one batch of evaluation episodes
 
@@ -27,6 +28,7 @@ def run_episodes(
     Environments step in lockstep; finished ones are fed their last observation (ignored) so the policy
     always sees the same batch shape and compiles once. Returns per-episode arrays and their means/stds.
     """
+
     import jax
 
     envs = envs or make_eval_envs(env_name, episodes, num_envs)
@@ -34,14 +36,14 @@ def run_episodes(
     returns, successes, lengths = [], [], []
     stats = {}  # per-episode statistics an env reports in info['episode_stats'] at the end (e.g. highway terms)
     has_success = False
-    np.random.seed(seed)  # OGBench resets draw their noise from numpy's global RNG
-    key = jax.random.PRNGKey(seed)
+    np.random.seed(stream_seed(seed, "eval"))  # OGBench resets draw their noise from numpy's global RNG
+    key = stream_key(seed, "eval")
     next_episode = 0
     while next_episode < episodes:
         batch = min(num_envs, episodes - next_episode)
         obs = []
         for i in range(num_envs):
-            o, _ = envs[i].reset(seed=seed * 100003 + next_episode + i)
+            o, _ = envs[i].reset(seed=stream_seed(seed, "eval", next_episode + i))
             obs.append(o)
         obs = np.stack(obs).astype(np.float32)
         active = np.arange(num_envs) < batch

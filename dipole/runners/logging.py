@@ -13,6 +13,9 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
+from dipole.errors import MissingDependencyError, NoSpaceError, UsageError
+from dipole.storage import is_no_space
+
 
 class CSVLog:
     """Append-only CSV whose columns are fixed by its first row; on resume rows past `step` are dropped."""
@@ -37,12 +40,18 @@ class CSVLog:
         new = not os.path.exists(self.path)
         if self.fields is None:
             self.fields = list(row.keys())
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-            f.flush()
+        try:
+            with open(self.path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+                f.flush()
+        except OSError as e:
+            if is_no_space(e):
+                raise NoSpaceError(e.errno, f"no space left writing {self.path}; the run's checkpoints are intact: "
+                                            "free disk space and rerun with --resume") from None
+            raise
 
 
 def read_csv(path: str) -> list[dict]:
@@ -74,7 +83,7 @@ class LogSettings:
 
     def __post_init__(self):
         if self.wandb_mode not in ("offline", "online", "disabled"):
-            raise ValueError(f"wandb_mode must be 'offline', 'online' or 'disabled', got {self.wandb_mode!r}")
+            raise UsageError(f"wandb_mode must be 'offline', 'online' or 'disabled', got {self.wandb_mode!r}")
 
 
 class RunLogger:
@@ -118,7 +127,7 @@ def _tensorboard(run_dir):
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
-        raise ImportError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'") from None
+        raise MissingDependencyError("--tensorboard needs tensorboardX: pip install -e '.[tensorboard]'") from None
     return SummaryWriter(os.path.join(run_dir, "tb"))
 
 
@@ -126,7 +135,7 @@ def _wandb(run_dir, settings: LogSettings, name: str, config: dict | None):
     try:
         import wandb
     except ImportError:
-        raise ImportError("--wandb needs wandb: pip install -e '.[wandb]'") from None
+        raise MissingDependencyError("--wandb needs wandb: pip install -e '.[wandb]'") from None
     # resume="allow" with a fixed id continues the same W&B run when the run folder is resumed
     run_id = "".join(c if c.isalnum() else "-" for c in os.path.abspath(run_dir))[-64:].strip("-")
     return wandb.init(project=settings.wandb_project, name=name, id=run_id, resume="allow", dir=run_dir,

@@ -18,9 +18,12 @@ import numpy as np
 from dipole.agents import get_agent, load_checkpoint
 from dipole.agents.presets import SIZE_PRESETS
 from dipole.data.dataset import Dataset
+from dipole.errors import UsageError
+from dipole.runfolder import check_resume, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
-from dipole.storage import atomic_write_json, checkpoint_path, list_checkpoints, prune_checkpoints, resolve_checkpoint
+from dipole.seeding import stream_key
+from dipole.storage import atomic_write_json, list_checkpoints, resolve_checkpoint
 
 CPU_PAPER_WARN_STEPS = 100_000
 
@@ -49,12 +52,15 @@ class TrainSettings:
     def __post_init__(self):
         for name in ("steps", "log_every", "eval_every", "save_every", "eval_episodes", "keep_checkpoints"):
             if getattr(self, name) < (0 if name in ("eval_every", "eval_episodes") else 1):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
+        # intervals longer than the run mean "only at the end", which the loop does anyway
         self.log_every = min(self.log_every, self.steps)
+        self.eval_every = min(self.eval_every, self.steps)
+        self.save_every = min(self.save_every, self.steps)
         for name in ("eval_every", "save_every"):
             value = getattr(self, name)
-            if value and value % self.log_every:
-                raise ValueError(f"{name} ({value}) must be a multiple of log_every ({self.log_every})")
+            if value and value < self.steps and value % self.log_every:
+                raise UsageError(f"{name} ({value}) must be a multiple of log_every ({self.log_every})")
 
 
 @partial(jax.jit, static_argnames=("num_updates", "batch_size"))
@@ -103,6 +109,13 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
+def _resume_fields(agent_name, env_name, config, seed, dataset, val_dataset) -> dict:
+    """Everything that changes a training run's results, as recorded in its checkpoints and checked on resume."""
+    return {"agent": agent_name, "env": env_name, "seed": seed, "dataset_fingerprint": dataset.fingerprint(),
+            "val_dataset_fingerprint": val_dataset.fingerprint() if val_dataset is not None else None,
+            **{f"config.{k}": v for k, v in config.to_dict().items()}}
+
+
 def train(
     run_dir: str,
     env_name: str,
@@ -114,28 +127,37 @@ def train(
     log=print,
     val_dataset: Dataset | None = None,
     logging: LogSettings | None = None,
+    overwrite: bool = False,
 ):
     """Train an agent offline on `dataset`; evaluate on `env_name` every `eval_every` steps and at the end.
 
-    `val_dataset` (e.g. OGBench's `-val` split): the agent's losses on it are logged every `log_every` updates as
-    `val/...` columns of metrics.csv. Returns the agent.
+    The run folder is this process's alone while it trains (a second process is refused). A folder holding an
+    earlier run is refused unless `resume` (continue it: seed, data and config must match) or `overwrite` (delete
+    it). `val_dataset` (e.g. OGBench's `-val` split): the agent's losses on it are logged every `log_every` updates
+    as `val/...` columns of metrics.csv. Returns the agent.
     """
     settings = settings or TrainSettings()
     agent_cls, config_cls = get_agent(agent_name)
     config = config or config_cls()
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    with open_run_folder(run_dir, resume, overwrite, log):
+        return _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, resume, log,
+                      val_dataset, logging)
 
+
+def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, resume, log, val_dataset, logging):
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    facts = _resume_fields(agent_name, env_name, config, settings.seed, dataset, val_dataset)
     start_step = 0
     agent = None
+    run_id = new_run_id()
     if resume:
         if list_checkpoints(run_dir):
-            path = resolve_checkpoint(run_dir)
+            path = resolve_checkpoint(run_dir, log=log)
             agent, header = load_checkpoint(path)
-            if header["agent"] != agent_name or agent.config != config:
-                raise ValueError(
-                    f"--resume: {path} was trained with agent '{header['agent']}' and a different config; "
-                    "resume with the same settings or use a new --run-dir."
-                )
+            saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
+                     **{f"config.{k}": v for k, v in header["config"].items()}}
+            check_resume(path, saved, facts)
+            run_id = header.get("run_id", run_id)
             start_step = int(header["step"])
             log(f"resuming from {path} at step {start_step}")
         else:
@@ -145,17 +167,19 @@ def train(
 
     atomic_write_json(
         os.path.join(run_dir, "config.json"),
-        {"agent": agent_name, "env": env_name, "config": config.to_dict(), "train": dataclasses.asdict(settings),
-         "dataset": dataset.summary(), "val_dataset": val_dataset.summary() if val_dataset is not None else None},
+        {"agent": agent_name, "env": env_name, "run_id": run_id, "config": config.to_dict(),
+         "train": dataclasses.asdict(settings), "dataset": {**dataset.summary(), "fingerprint": dataset.fingerprint()},
+         "val_dataset": ({**val_dataset.summary(), "fingerprint": val_dataset.fingerprint()}
+                         if val_dataset is not None else None)},
     )
-    logger = RunLogger(run_dir, ("metrics", "eval"), start_step if resume else None, logging,
+    logger = RunLogger(run_dir, ("metrics", "eval"), start_step, logging,
                        config={"agent": agent_name, "env": env_name, **config.to_dict(),
                                **dataclasses.asdict(settings)})
 
     data = jax.device_put(dataset.training_arrays())
     val_data = jax.device_put(val_dataset.training_arrays()) if val_dataset is not None else None
-    data_key = jax.random.PRNGKey(settings.seed + 1)
-    val_key = jax.random.PRNGKey(settings.seed + 3)
+    data_key = stream_key(settings.seed, "data")
+    val_key = stream_key(settings.seed, "val")
     eval_envs = None
 
     warning = cpu_warning(config, settings.steps)
@@ -208,8 +232,10 @@ def train(
             bar.write(f"step {step}: success {succ} return {res['return']:.2f} "
                       f"(omega {res['omega']}, K {res['num_candidates']}, {res['episodes']} episodes)")
         if step % settings.save_every == 0 or step == settings.steps:
-            agent.save(checkpoint_path(run_dir, step), env=env_name, seed=settings.seed, dataset_path=dataset.name)
-            prune_checkpoints(run_dir, settings.keep_checkpoints)
+            save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
+                            lambda path: agent.save(path, run_id=run_id, dataset_path=dataset.name,
+                                                    **{k: v for k, v in facts.items() if not k.startswith("config.")
+                                                       and k != "agent"}))
     bar.close()
     logger.close()
     return agent

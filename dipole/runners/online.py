@@ -26,10 +26,18 @@ from dipole.agents import restore
 from dipole.data.dataset import Dataset
 from dipole.data.replay import ReplayBuffer
 from dipole.envs import make_env
+from dipole.errors import UsageError
+from dipole.runfolder import check_resume, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
-from dipole.storage import (CheckpointError, atomic_write_json, checkpoint_path, list_checkpoints, prune_checkpoints,
-                            read_checkpoint, resolve_checkpoint)
+from dipole.seeding import stream_key, stream_rng, stream_seed
+from dipole.storage import (
+    CheckpointError,
+    atomic_write_json,
+    list_checkpoints,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 
 FINETUNE_FORMAT = 1
 
@@ -48,6 +56,8 @@ class FinetuneSettings:
     """Greediness while collecting (None: the agent's config value)."""
     act_candidates: int | None = None
     """Rejection-sampling K while collecting (None: the agent's config value)."""
+    act_temperature: float | None = None
+    """Gaussian policies (iql): noise scale while collecting (None: 1, the policy as trained; 0: its mean)."""
     eval_omega: float | None = None
     """Greediness for evaluation (None: the agent's config value)."""
     eval_candidates: int | None = None
@@ -72,16 +82,22 @@ class FinetuneSettings:
     def __post_init__(self):
         for name in ("online_steps", "updates_per_step", "log_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "eval_episodes"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.buffer_capacity is not None and self.buffer_capacity < 1:
-            raise ValueError(f"buffer_capacity must be >= 1 (or None for all online steps), got {self.buffer_capacity}")
-        if self.save_every % self.log_every:
-            raise ValueError(f"save_every ({self.save_every}) must be a multiple of log_every ({self.log_every})")
+            raise UsageError(f"buffer_capacity must be >= 1 (or None for all online steps), got {self.buffer_capacity}")
+        # intervals longer than the run mean "only at the end", which the loop does anyway
+        self.log_every = min(self.log_every, self.online_steps)
+        self.eval_every = min(self.eval_every, self.online_steps)
+        self.save_every = min(self.save_every, self.online_steps)
+        if self.save_every < self.online_steps and self.save_every % self.log_every:
+            raise UsageError(f"save_every ({self.save_every}) must be a multiple of log_every ({self.log_every})")
         if self.episode_length is not None and self.episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1, got {self.episode_length}")
+            raise UsageError(f"episode_length must be >= 1, got {self.episode_length}")
+        if self.act_temperature is not None and not self.act_temperature >= 0:
+            raise UsageError(f"act_temperature must be >= 0, got {self.act_temperature}")
 
     @property
     def online_capacity(self) -> int:
@@ -114,7 +130,7 @@ class _TrainingEnv:
             np.random.set_state(outer)
 
     def reset(self, episode: int):
-        episode_seed = (self.seed * 1_000_003 + 7919 * episode + 17) % 2**31
+        episode_seed = stream_seed(self.seed, "env", episode)
         self.np_state = np.random.RandomState(episode_seed).get_state()
         self.t = 0
         obs, _ = self._swap(self.env.reset, seed=episode_seed)
@@ -128,6 +144,10 @@ class _TrainingEnv:
         return np.asarray(obs, np.float32), float(reward), bool(terminated), bool(truncated), info
 
 
+RESULT_SETTINGS = ("updates_per_step", "buffer_capacity", "act_omega", "act_candidates", "act_temperature",
+                   "episode_length")  # the fine-tune settings that change what is learned (checked on resume)
+
+
 def finetune(
     run_dir: str,
     env_name: str,
@@ -138,20 +158,35 @@ def finetune(
     source: str | None = None,
     log=print,
     logging: LogSettings | None = None,
+    overwrite: bool = False,
 ):
     """Fine-tune `agent` online in `env_name`, its buffer seeded with `dataset`. Returns (agent, buffer).
 
-    With resume=True the newest valid checkpoint in `run_dir/checkpoints` (written by an earlier call) is continued;
-    `agent` is then only a template for its type and config.
+    The run folder is this process's alone while it runs. With resume=True the newest valid checkpoint in
+    `run_dir/checkpoints` (written by an earlier call) is continued, provided it was made with the same seed, data,
+    config and result-changing settings; `agent` is then only a template for its type and config. A folder holding
+    an earlier run is refused unless `resume` or `overwrite`.
     """
     settings = settings or FinetuneSettings()
+    with open_run_folder(run_dir, resume, overwrite, log, what="fine-tune"):
+        return _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, logging)
+
+
+def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, logging):
     config = agent.config
     agent_name = config.agent
-    act_kw = {"omega": settings.act_omega, "num_candidates": settings.act_candidates}
+    temperature = (1.0 if settings.act_temperature is None else settings.act_temperature) \
+        if agent.has_temperature else settings.act_temperature
+    act_kw = {"omega": settings.act_omega, "num_candidates": settings.act_candidates, "temperature": temperature}
     eval_kw = {"omega": settings.eval_omega, "num_candidates": settings.eval_candidates}
     for kw in (act_kw, eval_kw):  # fail now, not after the first episode
         agent.sample_actions(dataset["observations"][0], jax.random.PRNGKey(0), **kw)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    facts = {"agent": agent_name, "env": env_name, "seed": settings.seed,
+             "dataset_fingerprint": dataset.fingerprint(),
+             **{k: getattr(settings, k) for k in RESULT_SETTINGS},
+             **{f"config.{k}": v for k, v in config.to_dict().items()}}
+    facts["buffer_capacity"] = settings.online_capacity
 
     buffer = ReplayBuffer(dataset, settings.online_capacity)
     log(f"replay buffer: {buffer.num_offline} offline + up to {buffer.capacity} online transitions, "
@@ -159,28 +194,23 @@ def finetune(
     env = _TrainingEnv(env_name, settings.seed, settings.episode_length)
     state = {"env_step": 0, "episode": 0, "ep_return": 0.0, "ep_success": 0.0, "ep_actions": []}
     obs = None
+    run_id = new_run_id()
 
     ckpts = list_checkpoints(run_dir) if resume else []
     if resume and not ckpts:
         log(f"--resume: no checkpoint in {run_dir}; starting the fine-tune from the given agent")
     if ckpts:
-        path = resolve_checkpoint(run_dir)
+        path = resolve_checkpoint(run_dir, log=log)
         header, raw = read_checkpoint(path)
         ft = header.get("finetune")
         if ft is None or ft.get("format") != FINETUNE_FORMAT:
             raise CheckpointError(f"{path} is not a fine-tuning checkpoint; use a new --run-dir for the fine-tune")
-        if header["agent"] != agent_name or ft["offline_transitions"] != len(dataset) or \
-                ft["buffer_capacity"] != buffer.capacity or ft["seed"] != settings.seed:
-            raise ValueError(
-                f"--resume: {path} was made with agent '{header['agent']}', {ft['offline_transitions']} offline "
-                f"transitions, buffer capacity {ft['buffer_capacity']} and seed {ft['seed']}; resume with the same "
-                "checkpoint, dataset, --buffer-capacity and --seed, or use a new --run-dir."
-            )
+        saved = {"agent": header["agent"], **{k: v for k, v in header.items() if k in facts},
+                 **{k: v for k, v in ft.items() if k in facts},
+                 **{f"config.{k}": v for k, v in header["config"].items()}}
+        check_resume(path, saved, facts)
         agent = restore(header, raw)
-        if agent.config != config:
-            changed = sorted(k for k, v in config.to_dict().items() if agent.config.to_dict().get(k) != v)
-            raise ValueError(f"--resume: {path} was fine-tuned with a different config (fields {changed}); resume "
-                             "with the same settings or use a new --run-dir.")
+        run_id = header.get("run_id", run_id)
         extra = raw["extra"]
         buffer.restore_online(extra, ft["online_count"])
         state.update(env_step=ft["env_step"], episode=ft["episode"], ep_return=ft["ep_return"],
@@ -196,10 +226,11 @@ def finetune(
                 "environment deterministic for a seed?); continuing from the replayed state")
         log(f"resuming fine-tune from {path} at env step {state['env_step']} (episode {state['episode']}, "
             f"step {len(ep_actions)} of it), {buffer.online_size} online transitions restored")
+    config = agent.config  # the restored agent's (equal to the template's, as checked)
 
     resumed_at = state["env_step"] if ckpts else None
     atomic_write_json(os.path.join(run_dir, "config.json"), {
-        "mode": "finetune", "agent": agent_name, "env": env_name, "source": source, "config": config.to_dict(),
+        "mode": "finetune", "agent": agent_name, "run_id": run_id, "dataset_fingerprint": facts["dataset_fingerprint"], "env": env_name, "source": source, "config": config.to_dict(),
         "finetune": dataclasses.asdict(settings), "dataset": dataset.summary(),
         "buffer_bytes": buffer.nbytes,
     })
@@ -224,7 +255,7 @@ def finetune(
 
     from tqdm import tqdm
 
-    act_key = jax.random.PRNGKey(settings.seed + 2)
+    act_key = stream_key(settings.seed, "act")
     bar = tqdm(total=settings.online_steps, initial=state["env_step"], desc=f"finetune {agent_name}", unit="step",
                disable=not settings.progress, dynamic_ncols=True)
     pending = []  # metrics of the updates since the last log row (device arrays; read once per row)
@@ -241,7 +272,7 @@ def finetune(
         obs = next_obs
         state["env_step"] = step = step + 1
 
-        rng = np.random.default_rng([settings.seed, 1, int(agent.step)])
+        rng = stream_rng(settings.seed, "data", int(agent.step))
         batches = buffer.sample(rng, (settings.updates_per_step, config.batch_size))
         agent, infos = _update_many(agent, batches)
         pending.append(infos)
@@ -268,21 +299,23 @@ def finetune(
         if (settings.eval_every and step % settings.eval_every == 0) or step == settings.online_steps:
             evaluate(step)
         if step % settings.save_every == 0 or step == settings.online_steps:
-            _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, source)
+            _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, source, run_id, facts)
     bar.close()
     logger.close()
     return agent, buffer
 
 
-def _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, source):
+def _save(run_dir, agent, buffer, state, obs, settings, env_name, dataset, source, run_id, facts):
     step = state["env_step"]
     finetune_state = {
         "format": FINETUNE_FORMAT, "env_step": step, "episode": state["episode"],
         "ep_return": state["ep_return"], "ep_success": state["ep_success"], "online_count": buffer.count,
-        "buffer_capacity": buffer.capacity, "offline_transitions": buffer.num_offline, "seed": settings.seed,
+        "offline_transitions": buffer.num_offline,
+        **{k: facts[k] for k in RESULT_SETTINGS},
     }
     actions = np.asarray(state["ep_actions"], np.float32).reshape(-1, dataset.action_dim)
     extra = {**buffer.online_arrays(), "episode_actions": actions, "obs": obs}
-    agent.save(checkpoint_path(run_dir, step), extra, env=env_name, seed=settings.seed, dataset_path=dataset.name,
-               source=source, finetune=finetune_state)
-    prune_checkpoints(run_dir, settings.keep_checkpoints)
+    save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
+                    lambda path: agent.save(path, extra, env=env_name, seed=settings.seed, dataset_path=dataset.name,
+                                            dataset_fingerprint=facts["dataset_fingerprint"], source=source,
+                                            run_id=run_id, finetune=finetune_state))
