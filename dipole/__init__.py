@@ -11,6 +11,7 @@
 from dipole import _quiet  # noqa: F401  (must run before anything imports MuJoCo)
 from dipole.agents import AGENTS, Agent, AgentConfig, DIPOLEAgent, DIPOLEConfig, get_agent, load, make, make_config
 from dipole.data.dataset import Dataset
+from dipole.errors import DipoleError
 from dipole.version import __version__
 
 
@@ -27,5 +28,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'dipole' has no attribute {name!r}")
 
 
-__all__ = ["AGENTS", "Agent", "AgentConfig", "DIPOLEAgent", "DIPOLEConfig", "Dataset", "get_agent", "load", "make",
+__all__ = ["AGENTS", "Agent", "AgentConfig", "DIPOLEAgent", "DIPOLEConfig", "Dataset", "DipoleError", "get_agent", "load", "make",
            "make_config", "train", "finetune", "__version__"]
