@@ -19,7 +19,7 @@ import os
 import shutil
 
 from dipole.errors import RunFolderError
-from dipole.storage import remove_stale_temp_files
+from dipole.storage import TMP_PREFIX, remove_stale_temp_files
 
 LOCK_NAME = ".lock"
 # What runs write into their folder (files, folders, globs); `--overwrite` removes exactly these.
@@ -79,11 +79,11 @@ def claimed(folder: str, name: str = LOCK_NAME):
 
 
 def run_files(folder: str) -> list[str]:
-    """The run files present in `folder` (an empty checkpoints/ folder does not count)."""
+    """The run files present in `folder` (a folder holding nothing but temporary files does not count)."""
     found = []
     for pattern in RUN_FILES:
         for path in sorted(glob.glob(os.path.join(glob.escape(folder), pattern))):
-            if os.path.isdir(path) and not os.listdir(path):
+            if os.path.isdir(path) and not [n for n in os.listdir(path) if not n.startswith(TMP_PREFIX)]:
                 continue
             found.append(os.path.basename(path) + ("/" if os.path.isdir(path) else ""))
     return found

@@ -103,8 +103,8 @@ def omega_sweep_plot(rows: list[dict], path: str, title: str = "", headline_omeg
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     episodes = sorted({int(r.get("episodes", 1)) for r in rows})
     for k in sorted({r["num_candidates"] for r in rows}):
-        sel = sorted((r for r in rows if r["num_candidates"] == k), key=lambda r: r["omega"])
-        om = [r["omega"] for r in sel]
+        sel = sorted((r for r in rows if r["num_candidates"] == k), key=lambda r: r["omega"] or 0.0)
+        om = [r["omega"] or 0.0 for r in sel]  # None: an agent without omega, drawn at 0
         label = "K=1 (no rejection sampling)" if k == 1 else f"K={k} (rejection sampling)"
         if all(r["success"] is not None for r in sel):
             axes[0].errorbar(om, [100 * r["success"] for r in sel], yerr=[100 * _sem(r, "success") for r in sel],
@@ -114,7 +114,7 @@ def omega_sweep_plot(rows: list[dict], path: str, title: str = "", headline_omeg
     for ax, name in zip(axes, ("success rate (%)", "episode return")):
         if headline_omega is not None:
             ax.axvline(headline_omega, color="gray", ls=":", label=f"headline omega={headline_omega:g}")
-        ax.set_xlabel("greediness omega")
+        ax.set_xlabel("greediness omega" if any(r["omega"] is not None for r in rows) else "(agent without omega)")
         ax.set_ylabel(name)
         _legend_below(ax)
     axes[0].set_ylim(-2, 102)

@@ -25,10 +25,14 @@ def format_sweep_table(rows: list[dict], headline_omega=None, headline_k=None) -
     for r in rows:
         mark = " (headline)" if (r["omega"] == headline_omega and r["num_candidates"] == headline_k) else ""
         succ = "-" if r["success"] is None else f"{100 * r['success']:.1f}% ± {100 * r['success_std']:.1f}"
-        lines.append(f"| {r['omega']:g}{mark} | {r['num_candidates']} | {succ} | {r['return']:.1f} ± "
+        lines.append(f"| {_omega(r)}{mark} | {r['num_candidates']} | {succ} | {r['return']:.1f} ± "
                      f"{r['return_std']:.1f} | {r['length']:.0f} |"
                      + "".join(" " + fmt.format(scale * r[key]) + " |" for key, _, scale, fmt in extra))
     return "\n".join(lines)
+
+
+def _omega(row) -> str:
+    return "-" if row["omega"] is None else f"{row['omega']:g}"  # '-': an agent without a greediness knob
 
 
 def new_output_stem(folder: str, prefix: str) -> str:
@@ -53,7 +57,7 @@ def run_sweep(agent, env_name, stem, omegas, candidates, episodes, seed, title="
         done = progress.n = getattr(progress, "n", 0) + 1
         eta = (time.time() - start) / done * (total - done)
         succ = "n/a" if row["success"] is None else f"{row['success']:.3f}"
-        print(f"  eval {done}/{total}: omega={row['omega']:g} K={row['num_candidates']} "
+        print(f"  eval {done}/{total}: omega={_omega(row)} K={row['num_candidates']} "
               f"success={succ} return={row['return']:.1f}  (ETA {eta:.0f}s)", flush=True)
 
     rows = omega_sweep(agent, env_name, omegas, candidates, episodes, seed=seed, progress=progress)
