@@ -49,8 +49,9 @@ def claim(folder: str, name: str = LOCK_NAME) -> str:
             pid = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
         finally:
             os.close(fd)
-        raise RunFolderError(f"{folder} is in use by pid {pid}; wait for that process to finish or stop it, or use "
-                             "another folder") from None
+        what = "" if name == LOCK_NAME else f" (writing {name.strip('.').removesuffix('.lock')})"
+        raise RunFolderError(f"{folder} is in use by pid {pid}{what}; wait for that process to finish or stop it, or "
+                             "use another folder") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[path] = [fd, 1]
@@ -76,6 +77,15 @@ def claimed(folder: str, name: str = LOCK_NAME):
         yield
     finally:
         release(folder, name)
+
+
+@contextlib.contextmanager
+def writing_data(folder: str, name: str, log=print):
+    """Hold the dataset `name` in `folder` while it is generated (another process writing the same name is refused)
+    and remove temporary files that killed writers left in `folder`."""
+    with claimed(folder, f".{name}.lock"):
+        remove_stale_temp_files(folder, log)
+        yield
 
 
 def run_files(folder: str) -> list[str]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from dipole.envs.dmc import DOMAINS, _load, action_scaler, flatten_obs
 from dipole.errors import UsageError
+from dipole.runfolder import writing_data
 from dipole.storage import atomic_write_npz
 
 
@@ -98,29 +99,30 @@ def generate_dmc(domain: str, steps: int = 1_000_000, explorers: int = 8, worker
         raise UsageError(f"unknown DMC domain {domain!r}; available: {sorted(DOMAINS)}")
     if steps < explorers:
         raise UsageError(f"--steps ({steps}) must be at least --explorers ({explorers})")
-    from tqdm import tqdm
-
-    share = [steps // explorers + (i < steps % explorers) for i in range(explorers)]
-    jobs = [(domain, seed * 1000 + i, share[i], segment) for i in range(explorers)]
-    start = time.time()
-    workers = max(1, min(workers, explorers))
-    pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
-    parts = []
-    try:
-        it = pool.imap(_explore, jobs) if pool else map(_explore, jobs)
-        for part in tqdm(it, total=explorers, desc=f"explore {domain}", unit="explorer", disable=not progress):
-            parts.append(part)
-    finally:
-        if pool is not None:
-            pool.terminate()
-    arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
-    cells = sorted({c for p in parts for c in p[1]})
-    meta = {"domain": domain, "method": "cell-based state-restoring exploration (Go-Explore style)",
-            "steps": int(len(arrays["actions"])), "explorers": explorers, "segment": segment, "seed": seed,
-            "cells_discovered": len(cells), "seconds": time.time() - start}
-    arrays["meta"] = np.array(json.dumps(meta))
     out_dir = os.path.expanduser(out_dir)
-    path = os.path.join(out_dir, f"{domain}-explore.npz")
-    atomic_write_npz(path, arrays)
-    meta.update(path=path, bytes=os.path.getsize(path))
-    return meta
+    with writing_data(out_dir, f"{domain}-explore"):  # one writer per file, for the whole generation
+        from tqdm import tqdm
+
+        share = [steps // explorers + (i < steps % explorers) for i in range(explorers)]
+        jobs = [(domain, seed * 1000 + i, share[i], segment) for i in range(explorers)]
+        start = time.time()
+        workers = max(1, min(workers, explorers))
+        pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
+        parts = []
+        try:
+            it = pool.imap(_explore, jobs) if pool else map(_explore, jobs)
+            for part in tqdm(it, total=explorers, desc=f"explore {domain}", unit="explorer", disable=not progress):
+                parts.append(part)
+        finally:
+            if pool is not None:
+                pool.terminate()
+        arrays = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+        cells = sorted({c for p in parts for c in p[1]})
+        meta = {"domain": domain, "method": "cell-based state-restoring exploration (Go-Explore style)",
+                "steps": int(len(arrays["actions"])), "explorers": explorers, "segment": segment, "seed": seed,
+                "cells_discovered": len(cells), "seconds": time.time() - start}
+        arrays["meta"] = np.array(json.dumps(meta))
+        path = os.path.join(out_dir, f"{domain}-explore.npz")
+        atomic_write_npz(path, arrays)
+        meta.update(path=path, bytes=os.path.getsize(path))
+        return meta

@@ -21,6 +21,7 @@ from dipole.envs.highway import (
     parse_highway_name,
 )
 from dipole.errors import UsageError
+from dipole.runfolder import writing_data
 from dipole.storage import atomic_write_npz
 
 
@@ -180,18 +181,20 @@ def generate_highway(name: str = "highway-fast-v0", episodes: int = DEFAULT_DATA
     base, _ = parse_highway_name(name)
     if episodes < len(DRIVERS):
         raise UsageError(f"--episodes must be >= {len(DRIVERS)} (one per scripted driver), got {episodes}")
-    chunk = max(1, min(8, episodes // (max(workers, 1) * 4) or 1))
-    jobs = [(base, seed, list(range(i, min(i + chunk, episodes)))) for i in range(0, episodes, chunk)]
-    start = time.time()
-    parts = parallel_map(_collect, jobs, workers, desc=f"drive {base}", unit="ep", progress=progress,
-                         total=episodes, weight=len)
-    eps = [e for part in parts for e in part]
-    arrays = {k: np.concatenate([e[k] for e in eps]) for k in eps[0]}
-    path = os.path.join(os.path.expanduser(out_dir), f"{base}.npz")
-    atomic_write_npz(path, arrays)
-    return {"name": base, "path": path, "episodes": episodes, "transitions": int(len(arrays["actions"])),
-            "bytes": os.path.getsize(path), "seconds": time.time() - start, "workers": min(workers, len(jobs)),
-            "drivers": driver_table(arrays)}
+    out_dir = os.path.expanduser(out_dir)
+    with writing_data(out_dir, base):  # one writer per file, for the whole generation
+        chunk = max(1, min(8, episodes // (max(workers, 1) * 4) or 1))
+        jobs = [(base, seed, list(range(i, min(i + chunk, episodes)))) for i in range(0, episodes, chunk)]
+        start = time.time()
+        parts = parallel_map(_collect, jobs, workers, desc=f"drive {base}", unit="ep", progress=progress,
+                             total=episodes, weight=len)
+        eps = [e for part in parts for e in part]
+        arrays = {k: np.concatenate([e[k] for e in eps]) for k in eps[0]}
+        path = os.path.join(out_dir, f"{base}.npz")
+        atomic_write_npz(path, arrays)
+        return {"name": base, "path": path, "episodes": episodes, "transitions": int(len(arrays["actions"])),
+                "bytes": os.path.getsize(path), "seconds": time.time() - start, "workers": min(workers, len(jobs)),
+                "drivers": driver_table(arrays)}
 
 
 def driver_table(arrays: dict, weights: dict | None = None) -> list[dict]:
