@@ -1,10 +1,12 @@
 """OGBench-format data generation: files load through OGBench itself, are deterministic, and are written atomically."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
+from dipole.data.ogbench import load_ogbench
 from dipole.datagen import ogbench as generate
 from dipole.datagen.ogbench import generate_ogbench
 
@@ -44,6 +46,13 @@ def test_generated_dataset_loads_through_ogbench(tmp_path, monkeypatch, name):
     # rewards are OGBench's relabelling: 0 exactly where the task is solved (mask 0), negative elsewhere
     assert np.array_equal(train["masks"] == 0, train["rewards"] == 0)
     assert train["rewards"].max() <= 0
+    # dipole's own checks accept the file (sizes, qpos/qvel/button_states widths) and its manifest
+    with open(info["manifest_path"]) as f:
+        manifest = json.load(f)
+    assert manifest["complete"] and manifest["files"]["train"]["rows"] == 2 * 301
+    env, train_ds, val_ds = load_ogbench(single, dataset_path=info["train_path"])
+    env.close()
+    assert len(train_ds) == 2 * 300 and len(val_ds) == 300
 
 
 def test_oracle_successes_appear_in_relabelled_rewards(tmp_path):

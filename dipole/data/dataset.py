@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import zipfile
+import zlib
 from typing import Mapping
 
 import numpy as np
 
-from dipole.errors import UsageError
+from dipole.errors import MissingFileError, UsageError
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "masks", "next_observations")
 OPTIONAL_KEYS = ("terminals",)
@@ -14,6 +18,102 @@ OPTIONAL_KEYS = ("terminals",)
 
 class DatasetError(UsageError):
     """Raised for a dataset that cannot be trained on; the message names the field and the fix."""
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive with members / an empty one (np.savez of nothing)
+
+
+def _not_npz(head: bytes) -> str:
+    """What a file that is not a zip archive looks like, from its first bytes."""
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it holds a single .npy array, not an .npz archive of named fields (np.save instead of np.savez)"
+    if head[:1] == b"\x80":
+        return "it holds pickled Python data, not an .npz archive"
+    try:
+        head.decode("utf-8")
+        return f"it is a text file (starts with {head[:16].decode('utf-8', 'replace')!r}), not an .npz archive"
+    except UnicodeDecodeError:
+        return f"it is not an .npz archive (starts with bytes {head[:8]!r})"
+
+
+def read_npz(path: str, what: str = "dataset", remake: str | None = None) -> dict:
+    """Every array of an .npz file, read eagerly -> {name: ndarray}, without unpickling anything.
+
+    Each way the file can be unreadable is one MissingFileError / DatasetError whose message names the file and
+    the fix: missing, a directory, empty, not an .npz archive (text, pickle, a bare .npy), truncated or corrupt,
+    or a field holding Python objects. `remake` is the command that makes the file (said in the message).
+    """
+    fix = f"make it again with `{remake}`" if remake else "make or download it again"
+    if not os.path.exists(path):
+        raise MissingFileError(f"{what} file {path} not found; " + (f"make it with `{remake}`" if remake else
+                                                                       "check the path"))
+    if os.path.isdir(path):
+        raise DatasetError(f"{path} is a directory, not the {what} file; pass the .npz file itself (e.g. "
+                           f"{os.path.join(path, 'NAME.npz')}).")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read the {what} file ({e.strerror or e}).") from None
+    if not head.startswith(_ZIP_MAGIC):
+        raise DatasetError(f"{path}: cannot be read as the {what} file: {_not_npz(head)}; {fix}.")
+    field = None
+    try:
+        out = {}
+        with np.load(path, allow_pickle=False) as archive:
+            for field in archive.files:
+                value = archive[field]
+                if not isinstance(value, np.ndarray):
+                    raise DatasetError(f"{path}: member {field!r} of the archive is not a numpy array (.npy); "
+                                       f"the file is not the {what} file numpy's savez would write; {fix}.")
+                out[field] = value
+        return out
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
+        raise DatasetError(f"{path}: the {what} file is truncated or corrupt ({type(e).__name__}: {e}"
+                           + (f", reading field '{field}'" if field else "") + f"); {fix}.") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "pickled" in str(e):
+            raise DatasetError(f"{path}: field '{field}' holds Python objects (pickled), which dipole does not load; "
+                               "save it as a numeric array (np.savez with float or int arrays).") from None
+        raise DatasetError(f"{path}: field '{field}' cannot be read ({e}); the {what} file is corrupt; {fix}.") from None
+
+
+def check_same_rows(arrays: Mapping[str, np.ndarray], keys, path: str) -> int:
+    """Every field in `keys` has the same number of rows (>= 1) as the first -> that number."""
+    keys = [k for k in keys if k in arrays]
+    first = keys[0]
+    n = None
+    for key in keys:
+        value = arrays[key]
+        if value.ndim == 0:
+            raise DatasetError(f"{path}: field '{key}' is a scalar; every field needs one row per step.")
+        if n is None:
+            n = len(value)
+        elif len(value) != n:
+            raise DatasetError(f"{path}: field '{key}' has {len(value)} rows but '{first}' has {n}; every field needs "
+                               "one row per step: the file was cut or assembled from different sources; remake it.")
+    if n == 0:
+        raise DatasetError(f"{path}: field '{first}' has 0 rows: the file holds no data; remake it.")
+    return n
+
+
+def check_finite(arrays: Mapping[str, np.ndarray], keys, path: str) -> None:
+    """No NaN or inf in the float fields among `keys`; the message names the field, the count and the first row."""
+    for key in keys:
+        value = arrays.get(key)
+        if value is None or value.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(value)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(value), -1).any(axis=1)) if value.ndim else [0]
+            raise DatasetError(
+                f"{path}: field '{key}' has {int(bad.sum())} non-finite values (NaN or inf) in {len(rows)} rows, "
+                f"first at row {int(rows[0])}; drop or repair those steps (or remake the file) before training."
+            )
 
 
 class Dataset:
@@ -103,6 +203,19 @@ class Dataset:
                 f"{action_dim}; the dataset and the environment do not match."
             )
         self.arrays = data
+        self._fingerprint = None
+
+    def fingerprint(self) -> str:
+        """Content hash of the training arrays (name, dtype, shape and bytes of each, in REQUIRED_KEYS order), hex
+        blake2b-128; computed once. Two datasets with equal training arrays have the same fingerprint."""
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=16)
+            for key in REQUIRED_KEYS:
+                value = np.ascontiguousarray(self.arrays[key])
+                h.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+                h.update(memoryview(value).cast("B"))
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def __len__(self) -> int:
         return len(self.arrays["observations"])

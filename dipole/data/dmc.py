@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from dipole.data.dataset import Dataset, DatasetError
+from dipole.data.dataset import (
+    Dataset,
+    DatasetError,
+    check_finite,
+    check_same_rows,
+    read_npz,
+)
 from dipole.envs.dmc import DMCEnv, make_dmc_env
 
 
 def load_dmc(name: str, dataset_path: str, clip_actions: bool = False):
     """'dmc-walker-run' + a DOMAIN-explore.npz -> (env, Dataset) with that task's rewards recomputed from physics."""
     env = make_dmc_env(name)
-    if not os.path.exists(dataset_path):
-        raise FileNotFoundError(f"{dataset_path} not found; make it with `dipole data dmc {env.domain}`")
-    raw = np.load(dataset_path)
-    missing = [k for k in ("observations", "actions", "next_observations", "physics") if k not in raw.files]
+    needed = ("observations", "actions", "next_observations", "physics")
+    raw = read_npz(dataset_path, "DMC dataset", f"dipole data dmc {env.domain}")
+    missing = [k for k in needed if k not in raw]
     if missing:
-        raise DatasetError(f"{dataset_path}: missing key(s) {missing}; expected a file from `dipole data dmc`.")
+        raise DatasetError(f"{dataset_path}: missing key(s) {missing}; expected a file from "
+                           f"`dipole data dmc {env.domain}`.")
+    check_same_rows(raw, needed, dataset_path)
+    check_finite(raw, ("physics",), dataset_path)
+    if raw["physics"].ndim != 2 or raw["physics"].shape[1] != len(env.physics.get_state()):
+        raise DatasetError(f"{dataset_path}: field 'physics' rows have shape {raw['physics'].shape[1:]} but "
+                           f"{name}'s physics state has {len(env.physics.get_state())} numbers: the file is from "
+                           f"another domain; make one with `dipole data dmc {env.domain}`.")
     rewards = relabel(env, raw["physics"])
     arrays = {"observations": raw["observations"], "actions": raw["actions"], "rewards": rewards,
               "masks": np.ones(len(rewards), np.float32), "next_observations": raw["next_observations"]}

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dipole.data.dataset import Dataset, DatasetError
+from dipole.data.dataset import Dataset, DatasetError, check_same_rows, read_npz
 from dipole.envs.highway import OBS_DIM, TERMS, parse_highway_name
 
 DEFAULT_DATA_DIR = "~/.dipole/highway"
@@ -16,14 +16,17 @@ def load_highway(name: str, dataset_path: str | None = None, clip_actions: bool 
     """-> Dataset with rewards from the terms under the weights in `name`; masks 0 only on crash/off-road ends."""
     base, weights = parse_highway_name(name)
     path = os.path.expanduser(dataset_path or os.path.join(DEFAULT_DATA_DIR, f"{base}.npz"))
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"highway dataset {path} not found; make it with `dipole data highway`")
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in f.files}
-    needed = [f"terms/{t}" for t in TERMS] + ["terminated", "observations", "actions", "next_observations"]
+    arrays = read_npz(path, "highway dataset", "dipole data highway")
+    needed = ["observations", "actions", "next_observations", "terminated"] + [f"terms/{t}" for t in TERMS]
     missing = [k for k in needed if k not in arrays]
     if missing:
         raise DatasetError(f"{path}: missing key(s) {missing}; remake it with `dipole data highway`")
+    check_same_rows(arrays, needed, path)
+    terms = [f"terms/{t}" for t in TERMS] + ["terminated"]
+    for key in terms:
+        if arrays[key].ndim != 1:
+            raise DatasetError(f"{path}: field '{key}' must have shape (N,), got {arrays[key].shape}; remake it with "
+                               "`dipole data highway`")
     arrays["rewards"] = sum(weights[t] * arrays[f"terms/{t}"] for t in TERMS).astype(np.float32)
     arrays["masks"] = 1.0 - arrays["terminated"]
     return Dataset(arrays, name=path, clip_actions=clip_actions, obs_shape=(OBS_DIM,), action_dim=2)

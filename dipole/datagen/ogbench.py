@@ -19,6 +19,11 @@ hold `button_states` (info['prev_button_states']). 1000 train + 100 validation e
 
 Every episode is seeded from (seed, split, episode index) alone, so the output is the same for any number of
 workers.
+
+The pair is written as one unit: `NAME.manifest.json` beside the files is first replaced by one marked incomplete,
+then NAME-val.npz and NAME.npz are written (each atomically), and the manifest is written last with the seed,
+episode and row counts, and each file's size and SHA-256. `dipole.data.ogbench.load_ogbench` refuses a pair whose
+manifest is incomplete or whose files differ from it (e.g. a run killed between the two files).
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dipole._quiet import env_warnings_off
+from dipole.data.ogbench import GENERATOR, MANIFEST_FORMAT, file_digest, manifest_path
 from dipole.datagen.pool import parallel_map
-from dipole.storage import atomic_write_npz
+from dipole.errors import UsageError
+from dipole.storage import atomic_write_json, atomic_write_npz
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ def _make_oracles(env, spec: GenSpec) -> dict:
                 "window": WindowPlanOracle(**kw)}
     if spec.family == "puzzle":
         return {"button": ButtonPlanOracle(gripper_always_closed=True, **kw)}
-    raise ValueError(spec.family)
+    raise ValueError(spec.family)  # a bug, not bad input: SPECS names only the families above
 
 
 def _manipulation_episode(env, spec: GenSpec, rng: np.random.Generator, oracles: dict):
@@ -191,11 +198,11 @@ def generate_ogbench(
 ) -> dict:
     """Write `out_dir/NAME.npz` and `out_dir/NAME-val.npz`; returns paths, sizes and timing."""
     if name not in SPECS:
-        raise ValueError(f"cannot generate {name!r} here; supported: {supported()}")
+        raise UsageError(f"cannot generate {name!r} here; supported: {supported()}")
     spec = SPECS[name]
     n_train = spec.episodes if episodes is None else int(episodes)
     if n_train < 1:
-        raise ValueError(f"--episodes must be >= 1, got {n_train}")
+        raise UsageError(f"--episodes must be >= 1, got {n_train}")
     n_val = max(1, n_train // 10)
     jobs = [(0, i) for i in range(n_train)] + [(1, i) for i in range(n_val)]
     workers = max(1, min(int(workers), len(jobs)))
@@ -212,8 +219,12 @@ def generate_ogbench(
 
     out_dir = os.path.expanduser(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    paths = {}
-    for split, suffix, count in ((1, "-val", n_val), (0, "", n_train)):  # train file last: it marks completion
+    manifest_file = manifest_path(os.path.join(out_dir, f"{name}.npz"))
+    manifest = {"format": MANIFEST_FORMAT, "dataset": name, "generator": GENERATOR, "complete": False, "seed": seed,
+                "episodes": {"train": n_train, "val": n_val}, "episode_length": spec.episode_length}
+    atomic_write_json(manifest_file, manifest)  # until the last line below, the pair on disk is not trusted
+    paths, files = {}, {}
+    for split, suffix, count in ((1, "-val", n_val), (0, "", n_train)):
         eps = [results[(split, i)] for i in range(count)]
         arrays = {k: np.concatenate([e[k] for e in eps]) for k in eps[0]}
         arrays["observations"] = arrays["observations"].astype(np.float32)
@@ -221,12 +232,17 @@ def generate_ogbench(
         arrays["terminals"] = arrays["terminals"].astype(np.float32)
         path = os.path.join(out_dir, f"{name}{suffix}.npz")  # OGBench: NAME.npz and NAME-val.npz
         atomic_write_npz(path, arrays)
-        paths["val" if split else "train"] = path
+        key = "val" if split else "train"
+        paths[key] = path
+        files[key] = {"name": os.path.basename(path), "episodes": count, "rows": len(arrays["terminals"]),
+                      "transitions": len(arrays["terminals"]) - int(arrays["terminals"].sum()), **file_digest(path)}
+    atomic_write_json(manifest_file, {**manifest, "complete": True, "files": files})
     elapsed = time.time() - start
     return {
         "name": name,
         "train_path": paths["train"],
         "val_path": paths["val"],
+        "manifest_path": manifest_file,
         "train_episodes": n_train,
         "val_episodes": n_val,
         "steps": n_train * spec.episode_length,
