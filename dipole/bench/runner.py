@@ -19,7 +19,7 @@ from dipole.agents import build_config
 from dipole.bench.report import bench_plots, markdown_tables
 from dipole.bench.suites import SUITES, Suite
 from dipole.data.dmc import load_dmc
-from dipole.data.ogbench import load_ogbench
+from dipole.data.ogbench import generated_pair_complete, load_ogbench
 from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.errors import RunFolderError, UsageError
@@ -88,7 +88,7 @@ def _run(suite, agents, seeds, out_dir, workers, log, overrides):
                          out_dir=data_dir)
     else:
         train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
-        if not os.path.exists(train_file):
+        if not generated_pair_complete(train_file):  # missing, or a generation that was killed half way
             log(f"generating {suite.dataset} ({suite.episodes or 'published'} episodes) into {data_dir}")
             generate_ogbench(suite.dataset, episodes=suite.episodes, workers=workers, seed=0, out_dir=data_dir)
 

@@ -38,6 +38,7 @@ from dipole._quiet import env_warnings_off
 from dipole.data.ogbench import GENERATOR, MANIFEST_FORMAT, file_digest, manifest_path
 from dipole.datagen.pool import parallel_map
 from dipole.errors import UsageError
+from dipole.runfolder import writing_data
 from dipole.storage import atomic_write_json, atomic_write_npz
 
 
@@ -196,7 +197,15 @@ def generate_ogbench(
     out_dir: str = "~/.ogbench/data",
     progress: bool = True,
 ) -> dict:
-    """Write `out_dir/NAME.npz` and `out_dir/NAME-val.npz`; returns paths, sizes and timing."""
+    """Write `out_dir/NAME.npz` and `out_dir/NAME-val.npz` (and NAME.manifest.json last); returns paths, sizes and
+    timing. One process at a time writes a dataset: another one writing the same NAME in `out_dir` is refused."""
+    if name not in SPECS:
+        raise UsageError(f"cannot generate {name!r} here; supported: {supported()}")
+    with writing_data(os.path.expanduser(out_dir), name):
+        return _generate(name, episodes, workers, seed, out_dir, progress)
+
+
+def _generate(name, episodes, workers, seed, out_dir, progress) -> dict:
     if name not in SPECS:
         raise UsageError(f"cannot generate {name!r} here; supported: {supported()}")
     spec = SPECS[name]
