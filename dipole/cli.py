@@ -351,14 +351,16 @@ def cmd_train(a):
     a.settings, a.logging = checked(TrainSettings, a.settings), checked(LogSettings, a.logging)
     config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
     run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seed{a.settings.seed}")
-    with open_run_folder(run_dir, a.resume, a.overwrite):  # before the data is read: a busy folder is refused at once
+    # before the data is read: a busy or used folder is refused at once (an --overwrite happens in train, once the
+    # data has loaded)
+    with open_run_folder(run_dir, a.resume, a.overwrite, delete=False):
         dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
         print(f"dataset: {dataset.summary()}"
               + (f"; validation split {len(val)} transitions" if val is not None else ""))
         print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, {a.settings.steps} updates, evaluation "
               f"every {a.settings.eval_every or 'never'} updates and at the end ({a.settings.eval_episodes} episodes)")
         agent = train(run_dir, a.env, dataset, a.agent, config, a.settings, resume=a.resume, val_dataset=val,
-                      logging=a.logging)
+                      logging=a.logging, overwrite=a.overwrite)
         finish_run(run_dir, a.env, agent)
 
 
@@ -385,14 +387,22 @@ def cmd_eval(a):
     agent, header = load_checkpoint(path, config)
     obs = np.zeros(agent.obs_dim, np.float32)
     omegas = list(a.omega) if hasattr(agent.config, "omega") else [None]
+    candidates = list(a.num_candidates)
+    if not agent.ranks_candidates and any(k > 1 for k in candidates):
+        candidates = [1]
+        print(f"note: agent '{header['agent']}' cannot rank candidate actions; evaluating with --num-candidates 1")
+    if omegas == [None] and any(w != 0.0 for w in a.omega) and tuple(a.omega) != (0.0, 0.5, 1.0, 2.0, 4.0):
+        raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl")
+    if not omegas or not candidates:
+        raise UsageError("--omega and --num-candidates need at least one value each")
     for w in omegas:  # every value is checked before the first evaluation
-        for k in a.num_candidates:
+        for k in candidates:
             agent.sample_actions(obs, jax.random.PRNGKey(0), omega=w, num_candidates=k)
     env_name = a.env or header["env"]
     out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
     stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
-    rows = run_sweep(agent, env_name, stem, omegas, list(a.num_candidates), a.episodes, a.seed,
+    rows = run_sweep(agent, env_name, stem, omegas, candidates, a.episodes, a.seed,
                      title=f"{env_name} @ step {header['step']}")
     print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1)))
     print(f"wrote {stem}.json and {stem}.png")
@@ -424,12 +434,12 @@ def cmd_finetune(a):
     if not dataset_path and header.get("dataset_path") and os.path.exists(header["dataset_path"]):
         dataset_path = header["dataset_path"]
     run_dir = a.run_dir or os.path.join("runs", f"{env}-{header['agent']}-finetune-seed{a.settings.seed}")
-    with open_run_folder(run_dir, a.resume, a.overwrite, what="fine-tune"):
+    with open_run_folder(run_dir, a.resume, a.overwrite, what="fine-tune", delete=False):
         dataset, _ = _load_training_data(env, dataset_path, a.download, a.clip_actions)
         print(f"loaded {path} (agent {header['agent']}, {header['step']} updates); offline data {dataset.name} "
               f"({len(dataset)} transitions); run folder {run_dir}")
         agent, buffer = finetune(run_dir, env, dataset, agent, a.settings, resume=a.resume, source=path,
-                                 logging=a.logging)
+                                 logging=a.logging, overwrite=a.overwrite)
         finetune_curve(read_csv(os.path.join(run_dir, "eval.csv")), read_csv(os.path.join(run_dir, "episodes.csv")),
                        os.path.join(run_dir, "finetune_curve.png"),
                        title=f"{env}: {header['agent']} offline -> online")

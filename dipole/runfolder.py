@@ -24,7 +24,7 @@ from dipole.storage import TMP_PREFIX, remove_stale_temp_files
 LOCK_NAME = ".lock"
 # What runs write into their folder (files, folders, globs); `--overwrite` removes exactly these.
 RUN_FILES = ("config.json", "metrics.csv", "eval.csv", "episodes.csv", "summary.json", "result.json",
-             "learning_curve.png", "finetune_curve.png", "omega_sweep.json", "omega_sweep.png", "eval-step*",
+             "learning_curve.png", "finetune_curve.png", "omega_sweep.json", "omega_sweep.png", "eval-step[0-9]*-[0-9]*.*",
              "checkpoints", "tb", "wandb")
 
 _held: dict[str, list] = {}  # lock path -> [fd, depth]
@@ -100,20 +100,23 @@ def run_files(folder: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def open_run_folder(folder: str, resume: bool = False, overwrite: bool = False, log=print, what: str = "run"):
-    """Hold `folder` for one run (see the module doc); yields while the lock is held."""
+def open_run_folder(folder: str, resume: bool = False, overwrite: bool = False, log=print, what: str = "run",
+                    delete: bool = True):
+    """Hold `folder` for one run (see the module doc); yields while the lock is held. With delete=False an
+    `overwrite` is only allowed here, not carried out: the command deletes the earlier run once its own inputs
+    have been checked (a typo in --dataset must not cost the earlier run)."""
     if resume and overwrite:
         raise RunFolderError("--resume and --overwrite contradict each other: pass one of them")
     with claimed(folder):
         for sub in (folder, os.path.join(folder, "checkpoints")):
             remove_stale_temp_files(sub, log)
         present = run_files(folder)
-        if present and overwrite:
+        if present and overwrite and delete:
             for name in present:
                 path = os.path.join(folder, name.rstrip("/"))
                 shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
             log(f"--overwrite: removed the earlier {what} in {folder} ({', '.join(present)})")
-        elif present and not resume:
+        elif present and not resume and not overwrite:
             shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
             raise RunFolderError(f"{folder} already holds a {what} ({shown}); pass --resume to continue it, "
                                  "--overwrite to delete it and start again, or choose another folder")
@@ -162,3 +165,18 @@ def new_run_id() -> str:
     import uuid
 
     return uuid.uuid4().hex[:16]
+
+
+def check_run_id(run_dir: str, path: str, header: dict) -> None:
+    """The checkpoint a resume continues must belong to the run this folder's config.json records."""
+    import json
+
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            mine = json.load(f).get("run_id")
+    except (OSError, ValueError):
+        return
+    theirs = header.get("run_id")
+    if mine and theirs and mine != theirs:
+        raise RunFolderError(f"--resume: {path} belongs to another run (run id {theirs}; {run_dir}/config.json "
+                             f"records {mine}); remove it, or start a new run (--overwrite, or another folder)")

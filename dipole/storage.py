@@ -79,7 +79,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # alive, owned by another user
         return True
-    return True
+    try:  # a killed process not yet reaped by its parent (a zombie) writes nothing more
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_temp_files(folder: str, log=None) -> list[str]:
@@ -208,6 +212,9 @@ def read_header(path: str) -> dict:
             if not head.startswith(MAGIC) or len(head) < len(MAGIC) + 8:
                 raise CheckpointError(f"checkpoint {path} is not a dipole checkpoint (bad magic bytes or truncated)")
             (hlen,) = struct.unpack("<Q", head[len(MAGIC):])
+            if hlen > os.fstat(f.fileno()).st_size:
+                raise CheckpointError(f"checkpoint {path} is corrupt or truncated (its header length {hlen} exceeds "
+                                      "the file)")
             return json.loads(f.read(hlen))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None

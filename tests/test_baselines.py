@@ -101,5 +101,5 @@ def test_agents_without_knobs_refuse_them():
     agent = agent_cls.create(0, np.zeros(2), np.zeros(2), config_cls(actor_hidden_dims=(8,)))
     with pytest.raises(ValueError, match="agent 'bc' has no greediness knob"):
         agent.sample_actions(np.zeros(2), jax.random.PRNGKey(0), omega=1.0)
-    with pytest.raises(ValueError, match="agent 'bc' has no critic to rank candidates"):
+    with pytest.raises(ValueError, match="agent 'bc' does not rank candidate actions by a critic"):
         agent.sample_actions(np.zeros(2), jax.random.PRNGKey(0), num_candidates=4)

@@ -145,7 +145,7 @@ def test_bench_overrides_are_checked_against_the_agents(tmp_path, capsys):
 
 
 def test_bad_values_get_one_error_line(pointmaze_files, tmp_path):
-    with pytest.raises(SystemExit, match=r"error: log_every must be positive, got 0"):
+    with pytest.raises(SystemExit, match=r"error: log_every must be >= 1, got 0"):
         main(["train", "--env", TASK, "--dataset", pointmaze_files["train_path"], "--log-every", "0",
               "--run-dir", str(tmp_path)])
 

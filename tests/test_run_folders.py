@@ -363,3 +363,80 @@ def test_library_errors_are_still_the_builtin_types_callers_catch():
     assert issubclass(UsageError, ValueError) and issubclass(RunFolderError, RuntimeError)
     assert issubclass(NoSpaceError, OSError) and all(issubclass(c, DipoleError)
                                                      for c in (UsageError, RunFolderError, NoSpaceError))
+
+
+# ------------------------------------------------------------------------------------------------ found by trying it
+def test_overwrite_keeps_the_earlier_run_when_the_new_command_fails(tmp_path, pointmaze_files, dataset):
+    run = str(tmp_path)
+    train(run, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(100), **QUIET)
+    with pytest.raises(SystemExit, match=r"^error: "):  # a typo in --dataset
+        main(["train", "--env", TASK, "--dataset", str(tmp_path / "nope.npz"), "--run-dir", run, "--overwrite"])
+    assert [os.path.basename(c) for c in list_checkpoints(run)] == ["ckpt-00000100.dpl"]
+
+
+def test_a_damaged_header_length_is_a_corrupt_checkpoint_not_a_crash(tmp_path, dataset):
+    from dipole.storage import CheckpointError, MAGIC
+
+    run = str(tmp_path)
+    train(run, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(200), **QUIET)
+    path = list_checkpoints(run)[0]
+    data = bytearray(open(path, "rb").read())
+    data[len(MAGIC) + 6] ^= 0xFF  # the header length now claims terabytes
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_header(path)
+    train(run, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(300), resume=True, **QUIET)  # rotation too
+
+
+def test_a_bad_omega_in_the_config_fails_before_training(tmp_path, dataset):
+    with pytest.raises(UsageError, match=r"omega must be >= 0"):
+        train(str(tmp_path), TASK, dataset, "dipole", DIPOLEConfig(**TINY, omega=-2.0), _settings(100), **QUIET)
+    assert list_checkpoints(str(tmp_path)) == []
+
+
+def test_resume_refuses_fewer_steps_and_another_runs_checkpoint(tmp_path, dataset):
+    import shutil
+
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    train(a, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(200), **QUIET)
+    with pytest.raises(UsageError, match=r"is at step 200, past --steps 100; pass --steps 200 or more"):
+        train(a, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(100), resume=True, **QUIET)
+    train(b, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(300), **QUIET)
+    foreign = os.path.join(a, "checkpoints", "ckpt-00000300.dpl")
+    shutil.copy(os.path.join(b, "checkpoints", "ckpt-00000300.dpl"), foreign)
+    with pytest.raises(RunFolderError, match=rf"--resume: {foreign} belongs to another run"):
+        train(a, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(400), resume=True, **QUIET)
+
+
+def test_a_finetune_can_be_extended_with_more_online_steps(tmp_path, dataset):
+    from dipole.runners.online import finetune
+
+    agent = make("dipole", dataset["observations"][:1], dataset["actions"][:1], preset="tiny", flow_steps=2)
+    s = dict(episode_length=10, eval_episodes=0, save_every=10, log_every=10, progress=False)
+    finetune(str(tmp_path), TASK, dataset, agent, FinetuneSettings(online_steps=20, **s), source="x", **QUIET)
+    _, buffer = finetune(str(tmp_path), TASK, dataset, agent, FinetuneSettings(online_steps=30, **s), resume=True,
+                         source="x", **QUIET)
+    assert buffer.count == 30
+    with pytest.raises(RunFolderError, match=r"was made with source = 'x', but this command asks for 'y'"):
+        finetune(str(tmp_path), TASK, dataset, agent, FinetuneSettings(online_steps=40, **s), resume=True,
+                 source="y", **QUIET)
+
+
+def test_temp_files_of_a_zombie_writer_are_removed(tmp_path):
+    from dipole.storage import remove_stale_temp_files
+
+    import time
+
+    child = subprocess.Popen(["true"])
+    pid = child.pid
+    for _ in range(500):  # the child has exited but is not reaped: a zombie
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    stale = tmp_path / f".tmp-{pid}-x.dpl"
+    stale.write_bytes(b"")
+    try:
+        assert remove_stale_temp_files(str(tmp_path)) == [str(stale)]
+    finally:
+        child.wait()

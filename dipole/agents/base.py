@@ -142,12 +142,9 @@ class Agent(flax.struct.PyTreeNode):
         return self.replace(**new), info
 
     # ------------------------------------------------------------------ acting
-    def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None,
-                       temperature: float | None = None):
-        """Actions in [-1, 1] for observations (D,) or (B, D); omega and K default to the config's values.
-
-        `temperature` (Gaussian policies only, e.g. IQL): 0 acts with the mean (evaluation, the default), 1 samples
-        the policy as trained (acting online)."""
+    def check_sampling(self, omega: float | None = None, num_candidates: int | None = None,
+                       temperature: float | None = None) -> tuple[float, int]:
+        """Refuse sampling arguments (or config values, for those left None) this agent cannot use -> (omega, K)."""
         cfg = self.config
         if omega is not None and not hasattr(cfg, "omega"):
             raise UsageError(f"agent '{cfg.agent}' has no greediness knob; omega applies to dipole and cfgrl")
@@ -163,7 +160,16 @@ class Agent(flax.struct.PyTreeNode):
         if k < 1:
             raise UsageError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
         if k > 1 and not self.ranks_candidates:
-            raise UsageError(f"agent '{cfg.agent}' has no critic to rank candidates; use num_candidates=1")
+            raise UsageError(f"agent '{cfg.agent}' does not rank candidate actions by a critic; use num_candidates=1")
+        return omega, k
+
+    def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None,
+                       temperature: float | None = None):
+        """Actions in [-1, 1] for observations (D,) or (B, D); omega and K default to the config's values.
+
+        `temperature` (Gaussian policies only, e.g. IQL): 0 acts with the mean (evaluation, the default), 1 samples
+        the policy as trained (acting online)."""
+        omega, k = self.check_sampling(omega, num_candidates, temperature)
         obs = jnp.asarray(obs, jnp.float32)
         single = obs.ndim == 1
         extra = {"temperature": jnp.float32(temperature or 0.0)} if self.has_temperature else {}

@@ -19,7 +19,7 @@ from dipole.agents import get_agent, load_checkpoint
 from dipole.agents.presets import SIZE_PRESETS
 from dipole.data.dataset import Dataset
 from dipole.errors import UsageError
-from dipole.runfolder import check_resume, new_run_id, open_run_folder, save_checkpoint
+from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.seeding import stream_key
@@ -51,8 +51,9 @@ class TrainSettings:
 
     def __post_init__(self):
         for name in ("steps", "log_every", "eval_every", "save_every", "eval_episodes", "keep_checkpoints"):
-            if getattr(self, name) < (0 if name in ("eval_every", "eval_episodes") else 1):
-                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
+            low = 0 if name in ("eval_every", "eval_episodes") else 1
+            if getattr(self, name) < low:
+                raise UsageError(f"{name} must be >= {low}, got {getattr(self, name)}")
         # intervals longer than the run mean "only at the end", which the loop does anyway
         self.log_every = min(self.log_every, self.steps)
         self.eval_every = min(self.eval_every, self.steps)
@@ -157,13 +158,18 @@ def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, 
             saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
                      **{f"config.{k}": v for k, v in header["config"].items()}}
             check_resume(path, saved, facts)
+            check_run_id(run_dir, path, header)
             run_id = header.get("run_id", run_id)
             start_step = int(header["step"])
+            if start_step > settings.steps:
+                raise UsageError(f"--resume: {path} is at step {start_step}, past --steps {settings.steps}; pass "
+                                 f"--steps {start_step} or more")
             log(f"resuming from {path} at step {start_step}")
         else:
             log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
     if agent is None:
         agent = agent_cls.create(settings.seed, dataset["observations"][:1], dataset["actions"][:1], config)
+    agent.check_sampling()  # a bad omega or K in the config fails now, not at the first evaluation
 
     atomic_write_json(
         os.path.join(run_dir, "config.json"),

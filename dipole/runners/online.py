@@ -27,7 +27,7 @@ from dipole.data.dataset import Dataset
 from dipole.data.replay import ReplayBuffer
 from dipole.envs import make_env
 from dipole.errors import UsageError
-from dipole.runfolder import check_resume, new_run_id, open_run_folder, save_checkpoint
+from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.seeding import stream_key, stream_rng, stream_seed
@@ -186,7 +186,7 @@ def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, 
              "dataset_fingerprint": dataset.fingerprint(),
              **{k: getattr(settings, k) for k in RESULT_SETTINGS},
              **{f"config.{k}": v for k, v in config.to_dict().items()}}
-    facts["buffer_capacity"] = settings.online_capacity
+    facts["source"] = source
 
     buffer = ReplayBuffer(dataset, settings.online_capacity)
     log(f"replay buffer: {buffer.num_offline} offline + up to {buffer.capacity} online transitions, "
@@ -209,6 +209,7 @@ def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, 
                  **{k: v for k, v in ft.items() if k in facts},
                  **{f"config.{k}": v for k, v in header["config"].items()}}
         check_resume(path, saved, facts)
+        check_run_id(run_dir, path, header)
         agent = restore(header, raw)
         run_id = header.get("run_id", run_id)
         extra = raw["extra"]
