@@ -24,6 +24,7 @@ from dipole.runners.online import FinetuneSettings
 
 AgentName = Literal[tuple(AGENTS)]  # type: ignore[valid-type]
 PresetName = Literal[tuple(SIZE_PRESETS)]  # type: ignore[valid-type]
+DEFAULT_OMEGAS = (0.0, 0.5, 1.0, 2.0, 4.0)  # the greediness values a sweep evaluates unless told otherwise
 Flat = tyro.conf.OmitArgPrefixes  # a nested settings block whose options appear without a prefix (--steps, --seed)
 
 
@@ -139,7 +140,7 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Adam learning rate (1e-3 for this short CPU budget)."""
         eval_episodes: int = 10
         """Episodes per evaluation."""
-        omega: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+        omega: tuple[float, ...] = DEFAULT_OMEGAS
         """Greediness values of the sweep."""
         num_candidates: tuple[int, ...] = (1, 32)
         """Rejection-sampling K values of the sweep."""
@@ -188,7 +189,7 @@ def make_commands(argv: list[str]) -> dict[str, type]:
 
         checkpoint: str
         """Checkpoint file, or a run folder (its newest valid checkpoint)."""
-        omega: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+        omega: tuple[float, ...] = DEFAULT_OMEGAS
         """Greediness values to evaluate."""
         num_candidates: tuple[int, ...] = (1, 32)
         """Rejection-sampling K values to evaluate."""
@@ -365,9 +366,6 @@ def cmd_train(a):
 
 
 def cmd_eval(a):
-    import jax
-    import numpy as np
-
     from dipole.agents import load_checkpoint
     from dipole.runners.sweep import format_sweep_table, new_output_stem, run_sweep
     from dipole.storage import read_header, resolve_checkpoint
@@ -385,19 +383,18 @@ def cmd_eval(a):
         raise UsageError(f"--episodes must be >= 1, got {a.episodes}")
     config = config_cls.from_dict(header["config"]).replace(**overrides)
     agent, header = load_checkpoint(path, config)
-    obs = np.zeros(agent.obs_dim, np.float32)
     omegas = list(a.omega) if hasattr(agent.config, "omega") else [None]
     candidates = list(a.num_candidates)
     if not agent.ranks_candidates and any(k > 1 for k in candidates):
         candidates = [1]
         print(f"note: agent '{header['agent']}' cannot rank candidate actions; evaluating with --num-candidates 1")
-    if omegas == [None] and any(w != 0.0 for w in a.omega) and tuple(a.omega) != (0.0, 0.5, 1.0, 2.0, 4.0):
+    if omegas == [None] and any(w != 0.0 for w in a.omega) and tuple(a.omega) != DEFAULT_OMEGAS:
         raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl")
     if not omegas or not candidates:
         raise UsageError("--omega and --num-candidates need at least one value each")
     for w in omegas:  # every value is checked before the first evaluation
         for k in candidates:
-            agent.sample_actions(obs, jax.random.PRNGKey(0), omega=w, num_candidates=k)
+            agent.check_sampling(omega=w, num_candidates=k)
     env_name = a.env or header["env"]
     out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
     stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")

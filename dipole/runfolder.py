@@ -99,6 +99,13 @@ def run_files(folder: str) -> list[str]:
     return found
 
 
+def remove_entries(folder: str, names: list[str]) -> None:
+    """Delete these files and folders (names relative to `folder`; a trailing '/' is allowed)."""
+    for name in names:
+        path = os.path.join(folder, name.rstrip("/"))
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+
+
 @contextlib.contextmanager
 def open_run_folder(folder: str, resume: bool = False, overwrite: bool = False, log=print, what: str = "run",
                     delete: bool = True):
@@ -112,9 +119,7 @@ def open_run_folder(folder: str, resume: bool = False, overwrite: bool = False, 
             remove_stale_temp_files(sub, log)
         present = run_files(folder)
         if present and overwrite and delete:
-            for name in present:
-                path = os.path.join(folder, name.rstrip("/"))
-                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+            remove_entries(folder, present)
             log(f"--overwrite: removed the earlier {what} in {folder} ({', '.join(present)})")
         elif present and not resume and not overwrite:
             shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ from dipole.data.ogbench import generated_pair_complete, load_ogbench
 from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.errors import RunFolderError, UsageError
-from dipole.runfolder import check_resume, claimed
+from dipole.runfolder import check_resume, claimed, remove_entries
 from dipole.runners.evaluation import evaluate_agent, omega_sweep
 from dipole.runners.offline import TrainSettings, train
 from dipole.storage import atomic_write_json
@@ -64,9 +63,7 @@ def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
     path = os.path.join(out_dir, "bench.json")
     present = [n for n in BENCH_FILES if os.path.exists(os.path.join(out_dir, n))]
     if overwrite and present:
-        for name in present:
-            target = os.path.join(out_dir, name)
-            shutil.rmtree(target) if os.path.isdir(target) else os.unlink(target)
+        remove_entries(out_dir, present)
         log(f"--overwrite: removed the earlier bench runs in {out_dir} ({', '.join(present)}); data kept")
     elif os.path.exists(path):
         with open(path) as f:

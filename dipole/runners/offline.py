@@ -21,6 +21,7 @@ from dipole.data.dataset import Dataset
 from dipole.errors import UsageError
 from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
+from dipole.runners.intervals import check_intervals
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.seeding import stream_key
 from dipole.storage import atomic_write_json, list_checkpoints, resolve_checkpoint
@@ -50,18 +51,8 @@ class TrainSettings:
     """Show a progress bar."""
 
     def __post_init__(self):
-        for name in ("steps", "log_every", "eval_every", "save_every", "eval_episodes", "keep_checkpoints"):
-            low = 0 if name in ("eval_every", "eval_episodes") else 1
-            if getattr(self, name) < low:
-                raise UsageError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        # intervals longer than the run mean "only at the end", which the loop does anyway
-        self.log_every = min(self.log_every, self.steps)
-        self.eval_every = min(self.eval_every, self.steps)
-        self.save_every = min(self.save_every, self.steps)
-        for name in ("eval_every", "save_every"):
-            value = getattr(self, name)
-            if value and value < self.steps and value % self.log_every:
-                raise UsageError(f"{name} ({value}) must be a multiple of log_every ({self.log_every})")
+        check_intervals(self, "steps", {"steps": 1, "log_every": 1, "eval_every": 0, "save_every": 1,
+                                        "eval_episodes": 0, "keep_checkpoints": 1}, ("eval_every", "save_every"))
 
 
 @partial(jax.jit, static_argnames=("num_updates", "batch_size"))

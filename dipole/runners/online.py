@@ -29,6 +29,7 @@ from dipole.envs import make_env
 from dipole.errors import UsageError
 from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
+from dipole.runners.intervals import check_intervals
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.seeding import stream_key, stream_rng, stream_seed
 from dipole.storage import (
@@ -80,20 +81,11 @@ class FinetuneSettings:
     """Show a progress bar."""
 
     def __post_init__(self):
-        for name in ("online_steps", "updates_per_step", "log_every", "save_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "eval_episodes"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_intervals(self, "online_steps", {"online_steps": 1, "updates_per_step": 1, "log_every": 1,
+                                               "save_every": 1, "keep_checkpoints": 1, "eval_every": 0,
+                                               "eval_episodes": 0}, ("save_every",))
         if self.buffer_capacity is not None and self.buffer_capacity < 1:
             raise UsageError(f"buffer_capacity must be >= 1 (or None for all online steps), got {self.buffer_capacity}")
-        # intervals longer than the run mean "only at the end", which the loop does anyway
-        self.log_every = min(self.log_every, self.online_steps)
-        self.eval_every = min(self.eval_every, self.online_steps)
-        self.save_every = min(self.save_every, self.online_steps)
-        if self.save_every < self.online_steps and self.save_every % self.log_every:
-            raise UsageError(f"save_every ({self.save_every}) must be a multiple of log_every ({self.log_every})")
         if self.episode_length is not None and self.episode_length < 1:
             raise UsageError(f"episode_length must be >= 1, got {self.episode_length}")
         if self.act_temperature is not None and not self.act_temperature >= 0:
@@ -180,7 +172,7 @@ def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, 
     act_kw = {"omega": settings.act_omega, "num_candidates": settings.act_candidates, "temperature": temperature}
     eval_kw = {"omega": settings.eval_omega, "num_candidates": settings.eval_candidates}
     for kw in (act_kw, eval_kw):  # fail now, not after the first episode
-        agent.sample_actions(dataset["observations"][0], jax.random.PRNGKey(0), **kw)
+        agent.check_sampling(**kw)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     facts = {"agent": agent_name, "env": env_name, "seed": settings.seed,
              "dataset_fingerprint": dataset.fingerprint(),
