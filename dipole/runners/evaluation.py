@@ -23,63 +23,82 @@ def run_episodes(
     num_envs: int | None = None,
     envs: list | None = None,
 ) -> dict:
-    """Run `episodes` episodes; act_fn(obs (E, D), step_key int) -> actions (E, A) in [-1, 1].
+    """Run `episodes` episodes; act_fn(obs (E, D), step_key) -> actions (E, A) in [-1, 1].
 
     Environments step in lockstep; finished ones are fed their last observation (ignored) so the policy
     always sees the same batch shape and compiles once. Returns per-episode arrays and their means/stds.
     """
+    envs = envs or make_eval_envs(env_name, episodes, num_envs)
+    group_act = lambda obs, keys: np.asarray(act_fn(obs[0], keys[0]))[None]  # noqa: E731
+    return run_group_episodes(group_act, [envs], episodes, [seed])[0]
 
+
+def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]) -> list[dict]:
+    """Episodes of several policies at once (a population's members): member m runs `episodes` episodes in its
+    own environments `envs[m]` (all members the same number E of them) with seed `seeds[m]`, and every step's
+    actions come from one call act_fn(obs (M, E, D), keys (M, 2)) -> (M, E, A).
+
+    Member m sees exactly the resets, evaluation keys and episode order it would see evaluated alone
+    (`run_episodes` is this function with one member). Returns one result dict per member.
+    """
     import jax
 
-    envs = envs or make_eval_envs(env_name, episodes, num_envs)
-    num_envs = len(envs)
-    returns, successes, lengths = [], [], []
-    stats = {}  # per-episode statistics an env reports in info['episode_stats'] at the end (e.g. highway terms)
-    has_success = False
-    np.random.seed(stream_seed(seed, "eval"))  # OGBench resets draw their noise from numpy's global RNG
-    key = stream_key(seed, "eval")
+    members, num_envs = len(envs), len(envs[0])
+    if any(len(e) != num_envs for e in envs):
+        raise ValueError("every member needs the same number of evaluation environments")
+    returns = [[] for _ in range(members)]
+    successes = [[] for _ in range(members)]
+    lengths = [[] for _ in range(members)]
+    stats = [{} for _ in range(members)]  # statistics an env reports in info['episode_stats'] at the end
+    has_success = [False] * members
+    np.random.seed(stream_seed(seeds[0], "eval"))  # for any env that draws from numpy's global RNG on reset
+    keys = jax.numpy.stack([stream_key(s, "eval") for s in seeds])
+    split = jax.jit(jax.vmap(jax.random.split))
     next_episode = 0
     while next_episode < episodes:
         batch = min(num_envs, episodes - next_episode)
-        obs = []
-        for i in range(num_envs):
-            o, _ = envs[i].reset(seed=stream_seed(seed, "eval", next_episode + i))
-            obs.append(o)
-        obs = np.stack(obs).astype(np.float32)
-        active = np.arange(num_envs) < batch
-        ep_ret = np.zeros(num_envs)
-        ep_len = np.zeros(num_envs, int)
-        ep_succ = np.zeros(num_envs)
+        obs = np.stack([np.stack([envs[m][i].reset(seed=stream_seed(seeds[m], "eval", next_episode + i))[0]
+                                  for i in range(num_envs)]) for m in range(members)]).astype(np.float32)
+        active = np.zeros((members, num_envs), bool)
+        active[:, :batch] = True
+        ep_ret = np.zeros((members, num_envs))
+        ep_len = np.zeros((members, num_envs), int)
+        ep_succ = np.zeros((members, num_envs))
         while active.any():
-            key, sub = jax.random.split(key)
-            actions = np.asarray(act_fn(obs, sub))
-            for i in np.nonzero(active)[0]:
-                o, r, term, trunc, info = envs[i].step(actions[i])
-                obs[i] = o
-                ep_ret[i] += r
-                ep_len[i] += 1
+            both = split(keys)
+            keys, subs = both[:, 0], both[:, 1]
+            actions = np.asarray(act_fn(obs, subs))
+            for m, i in zip(*np.nonzero(active)):
+                o, r, term, trunc, info = envs[m][i].step(actions[m, i])
+                obs[m, i] = o
+                ep_ret[m, i] += r
+                ep_len[m, i] += 1
                 if "success" in info:
-                    has_success = True
-                    ep_succ[i] = float(info["success"])
+                    has_success[m] = True
+                    ep_succ[m, i] = float(info["success"])
                 if term or trunc:
-                    active[i] = False
+                    active[m, i] = False
                     for k, v in info.get("episode_stats", {}).items():
-                        stats.setdefault(k, []).append(float(v))
-        returns += list(ep_ret[:batch])
-        successes += list(ep_succ[:batch])
-        lengths += list(ep_len[:batch])
+                        stats[m].setdefault(k, []).append(float(v))
+        for m in range(members):
+            returns[m] += list(ep_ret[m, :batch])
+            successes[m] += list(ep_succ[m, :batch])
+            lengths[m] += list(ep_len[m, :batch])
         next_episode += batch
-    returns, successes, lengths = map(np.asarray, (returns, successes, lengths))
-    return {
-        "episodes": episodes,
-        # tasks without a success signal (DMC) report None rather than a 0% that means nothing
-        "success": float(successes.mean()) if has_success else None,
-        "success_std": float(successes.std()) if has_success else None,
-        "return": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "length": float(lengths.mean()),
-        **{k: float(np.mean(v)) for k, v in stats.items()},
-    }
+    out = []
+    for m in range(members):
+        ret, succ, length = map(np.asarray, (returns[m], successes[m], lengths[m]))
+        out.append({
+            "episodes": episodes,
+            # tasks without a success signal (DMC) report None rather than a 0% that means nothing
+            "success": float(succ.mean()) if has_success[m] else None,
+            "success_std": float(succ.std()) if has_success[m] else None,
+            "return": float(ret.mean()),
+            "return_std": float(ret.std()),
+            "length": float(length.mean()),
+            **{k: float(np.mean(v)) for k, v in stats[m].items()},
+        })
+    return out
 
 
 def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, seed=0, envs=None, num_envs=None):

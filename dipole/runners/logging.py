@@ -101,10 +101,12 @@ class RunLogger:
         self.wandb = _wandb(run_dir, self.settings, run_name or os.path.basename(os.path.abspath(run_dir)),
                             config) if self.settings.wandb else None
 
-    def log(self, stream: str, row: dict) -> None:
+    def log(self, stream: str, row: dict, tag: str | None = None) -> None:
+        """`tag` (e.g. a population member's 'TASK/seedS') goes into the TensorBoard / W&B names, not the CSV."""
         self.csv[stream].write(row)
         step = int(row["step"])
-        scalars = {f"{stream}/{k}": float(v) for k, v in row.items()
+        prefix = f"{stream}/{tag}" if tag else stream
+        scalars = {f"{prefix}/{k}": float(v) for k, v in row.items()
                    if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         if self.tb is not None:
             for k, v in scalars.items():

@@ -97,7 +97,7 @@ def cpu_warning(config, steps: int) -> str | None:
     return None
 
 
-def _fmt_seconds(s: float) -> str:
+def fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
@@ -207,7 +207,7 @@ def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, 
             bar.write(f"training {agent_name} on {env_name}: {settings.steps - step} updates, networks "
                       f"{network_label(config)}, batch {config.batch_size}, device {jax.devices()[0].platform} "
                       f"({jax.devices()[0].device_kind}); compiled in {t_compile:.1f} s, first {n} updates "
-                      f"{per_update * 1e3:.2f} ms each -> about {_fmt_seconds(per_update * (settings.steps - step))} "
+                      f"{per_update * 1e3:.2f} ms each -> about {fmt_seconds(per_update * (settings.steps - step))} "
                       "of training, evaluation not included")
         step += n
         bar.update(n)

@@ -1,0 +1,573 @@
+"""Populations: many (task, seed) members of one agent trained as one compiled program.
+
+OGBench's five single tasks of a category (and the tasks of a DMC domain) share observations and actions; only the
+rewards and masks differ. A population keeps one copy of the shared arrays with one reward and one mask column per
+task (`PopulationData`), stacks its members' agents along a leading axis, and updates all of them in one compiled
+chunk: `jax.vmap` over members of the same `lax.scan` of updates a single run uses, each member drawing its own
+batches inside the program from its own key. Evaluation steps every member's environments together, with one
+policy call per step for all of them.
+
+A member trains exactly as the same (task, seed) trained alone by `dipole.runners.offline.train`: the same initial
+parameters, the same batches (keys from the seed and the member's own step), the same updates, equal within float
+tolerance. On several devices (GPUs, or CPU cores when JAX is given several CPU devices, as the CLI does) the
+members are split across them; a population that does not divide evenly is padded with copies of its first member
+whose results are dropped.
+
+Memory: the shared arrays once per device, plus per member its state (parameters, optimiser moments, target
+networks) and the working memory of one update (activations of every network for one batch); see
+`population_memory`. A population that will not fit is refused before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dipole.agents import get_agent
+from dipole.data.dataset import Dataset, DatasetError
+from dipole.errors import UsageError
+from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
+from dipole.runners.evaluation import MAX_EVAL_ENVS, make_eval_envs, run_group_episodes
+from dipole.runners.logging import LogSettings, RunLogger
+from dipole.runners.offline import TrainSettings, cpu_warning, fmt_seconds, network_label
+from dipole.seeding import stream_key
+from dipole.storage import atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
+
+SHARED_KEYS = ("observations", "actions", "next_observations")
+MEMORY_HEADROOM = 0.9  # a population may use at most this share of the device memory that is free
+
+
+# ---------------------------------------------------------------------------------------------- data
+class PopulationData:
+    """One copy of the transitions the tasks share, with one reward and one mask column per task.
+
+    Built from one `Dataset` per task (each relabelled by its own loader, e.g. OGBench's); their observations,
+    actions and next observations must be identical, which is checked. `arrays()` gives what the compiled update
+    reads: observations, actions, next_observations (N, .) and rewards, masks (N, T).
+    """
+
+    def __init__(self, tasks: list[str], datasets: list[Dataset]):
+        if not tasks or len(tasks) != len(datasets):
+            raise UsageError(f"a population needs one dataset per task; got {len(tasks)} tasks and "
+                             f"{len(datasets)} datasets")
+        if len(set(tasks)) != len(tasks):
+            raise UsageError(f"tasks of a population must differ; got {tasks}")
+        self.tasks = list(tasks)
+        first = datasets[0]
+        for task, ds in zip(tasks[1:], datasets[1:]):
+            for key in SHARED_KEYS:
+                if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
+                    raise DatasetError(f"{ds.name} ({task}): field '{key}' differs from {first.name} ({tasks[0]}); "
+                                       "the tasks of a population must share observations, actions and next "
+                                       "observations (relabel one dataset per task), so train them separately")
+        self.shared = {k: first[k] for k in SHARED_KEYS}
+        self.rewards = np.stack([ds["rewards"] for ds in datasets], axis=1)
+        self.masks = np.stack([ds["masks"] for ds in datasets], axis=1)
+        self.fingerprints = [ds.fingerprint() for ds in datasets]
+        self.names = [ds.name for ds in datasets]
+        self.summaries = [ds.summary() for ds in datasets]
+
+    @classmethod
+    def load(cls, tasks: list[str], load_one) -> "PopulationData":
+        """`load_one(task) -> Dataset`, called task by task (at most two full datasets in memory at once)."""
+        first = load_one(tasks[0])
+        rest = []
+        for task in tasks[1:]:
+            ds = load_one(task)
+            rest.append(_Columns(ds, first))
+        return cls(tasks, [first, *rest])
+
+    def __len__(self) -> int:
+        return len(self.shared["observations"])
+
+    def arrays(self) -> dict:
+        return {**self.shared, "rewards": self.rewards, "masks": self.masks}
+
+    def task_index(self, task: str) -> int:
+        return self.tasks.index(task)
+
+    def nbytes(self) -> int:
+        return sum(int(v.nbytes) for v in self.arrays().values())
+
+    def dataset(self, task: str) -> Dataset:
+        """The single-task Dataset of `task` (as its loader made it)."""
+        i = self.task_index(task)
+        return Dataset({**self.shared, "rewards": self.rewards[:, i], "masks": self.masks[:, i]}, name=self.names[i])
+
+
+class _Columns:
+    """A task's dataset reduced to its reward and mask columns once its shared arrays are checked equal to the
+    first task's (so only one copy of them is kept)."""
+
+    def __init__(self, ds: Dataset, first: Dataset):
+        for key in SHARED_KEYS:
+            if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
+                raise DatasetError(f"{ds.name}: field '{key}' differs from {first.name}; the tasks of a population "
+                                   "must share observations, actions and next observations, so train them "
+                                   "separately")
+        self.name = ds.name
+        self._fingerprint = ds.fingerprint()
+        self._summary = ds.summary()
+        self.arrays = {"rewards": ds["rewards"], "masks": ds["masks"], **{k: first[k] for k in SHARED_KEYS}}
+
+    def __getitem__(self, key):
+        return self.arrays[key]
+
+    def fingerprint(self):
+        return self._fingerprint
+
+    def summary(self):
+        return self._summary
+
+
+# ---------------------------------------------------------------------------------------------- members
+@dataclasses.dataclass(frozen=True)
+class Member:
+    task: str
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.task} seed {self.seed}"
+
+
+def members_of(tasks, seeds) -> list[Member]:
+    """Every (task, seed) pair, task-major: [Member(t0, s0), Member(t0, s1), ..., Member(t1, s0), ...]."""
+    return [Member(t, int(s)) for t in tasks for s in seeds]
+
+
+def stack(agents: list):
+    """Agents of one class and config -> one agent whose array leaves have a leading member axis."""
+    treedef = jax.tree_util.tree_structure(agents[0])
+    leaves = [jax.tree_util.tree_leaves(a) for a in agents]
+    return jax.tree_util.tree_unflatten(treedef, [jnp.stack(x) for x in zip(*leaves)])
+
+
+def unstack(agents, i: int):
+    """Member `i` of a stacked agent, as an ordinary agent (sample, save, fine-tune it like any other)."""
+    return jax.tree_util.tree_map(lambda x: x[i], agents)
+
+
+def take(agents, idx):
+    return jax.tree_util.tree_map(lambda x: x[np.asarray(idx)], agents)
+
+
+class Population:
+    """Trained members of one agent: `agents` is a stacked agent (leading axis = member), `members[i]` its
+    (task, seed). `member(i)` is an ordinary agent; `sample_actions` acts for every member in one call."""
+
+    def __init__(self, agents, members: list[Member]):
+        self.agents = agents
+        self.members = list(members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def config(self):
+        return self.agents.config
+
+    def member(self, i: int):
+        return unstack(self.agents, i)
+
+    def index(self, task: str, seed: int) -> int:
+        return self.members.index(Member(task, int(seed)))
+
+    def sample_actions(self, obs, keys, omega: float | None = None, num_candidates: int | None = None):
+        """obs (M, B, D), keys (M, 2) -> actions (M, B, A), member m acting as `member(m).sample_actions` would."""
+        omega, k = self.agents.check_sampling(omega, num_candidates)
+        return _population_sample(self.agents, jnp.asarray(obs, jnp.float32), keys, jnp.float32(omega), k)
+
+
+@partial(jax.jit, static_argnames=("num_candidates",))
+def _population_sample(agents, obs, keys, omega, num_candidates: int):
+    extra = {"temperature": jnp.float32(0.0)} if agents.has_temperature else {}
+    return jax.vmap(lambda ag, o, k: ag._sample(o, k, omega, num_candidates, **extra))(agents, obs, keys)
+
+
+def create_members(agent_name: str, config, members: list[Member], ex_obs, ex_actions):
+    """Each member's agent exactly as a single run of its seed creates it, stacked."""
+    agent_cls, _ = get_agent(agent_name)
+    return stack([agent_cls.create(m.seed, ex_obs, ex_actions, config) for m in members])
+
+
+# ---------------------------------------------------------------------------------------------- compiled chunks
+@partial(jax.jit, static_argnames=("num_updates", "batch_size"))
+def population_chunk(agents, data: dict, data_keys, task_idx, num_updates: int, batch_size: int):
+    """`num_updates` updates of every member in one compiled call -> (agents, metrics (M,) averaged over the chunk).
+
+    Member m draws batch rows from fold_in(data_keys[m], its step), as a single run does, and reads reward and mask
+    column task_idx[m]."""
+    size = data["observations"].shape[0]
+
+    def member(agent, key, t):
+        def one(agent, _):
+            idx = jax.random.randint(jax.random.fold_in(key, agent.step), (batch_size,), 0, size)
+            batch = {k: data[k][idx] for k in SHARED_KEYS}
+            batch["rewards"] = data["rewards"][idx, t]
+            batch["masks"] = data["masks"][idx, t]
+            return agent.update(batch)
+
+        agent, infos = jax.lax.scan(one, agent, None, length=num_updates)
+        return agent, jax.tree_util.tree_map(jnp.mean, infos)
+
+    return jax.vmap(member)(agents, data_keys, task_idx)
+
+
+@partial(jax.jit, static_argnames=("batch_size",))
+def population_validation(agents, data: dict, keys, task_idx, batch_size: int):
+    """Each member's losses on one batch of its task's held-out data (the agents are not changed)."""
+    size = data["observations"].shape[0]
+
+    def member(agent, key, t):
+        idx = jax.random.randint(key, (batch_size,), 0, size)
+        batch = {k: data[k][idx] for k in SHARED_KEYS}
+        batch["rewards"] = data["rewards"][idx, t]
+        batch["masks"] = data["masks"][idx, t]
+        return agent.update(batch)[1]
+
+    return jax.vmap(member)(agents, keys, task_idx)
+
+
+# ---------------------------------------------------------------------------------------------- devices, memory
+def device_memory_free(device=None) -> int:
+    """Bytes free on `device` (default: JAX's first device): the accelerator's limit minus what is in use, or the
+    host's available memory for CPU devices."""
+    device = device or jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _dense_widths(params) -> int:
+    """Sum of the output widths of every dense layer in a parameter tree (ensemble copies counted)."""
+    total = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if getattr(path[-1], "key", None) == "kernel" and leaf.ndim >= 2:
+            total += int(np.prod(leaf.shape)) // int(leaf.shape[-2])
+    return total
+
+
+def population_memory(agent, members: int, data_bytes: int, batch_size: int, devices: int = 1,
+                      val_bytes: int = 0) -> dict:
+    """Bytes a population needs: the data once per device, and per member its state plus one update's working
+    memory. `agent` is one member (unstacked).
+
+    Working memory is estimated as batch x 4 bytes x the widths of every dense layer x (passes per update) x 4
+    (activations kept for the gradient, their gradients, pre-activations, normalisation): the update runs each
+    network on the batch and on next observations, and flow agents run their velocity network `flow_steps` times
+    when they distil or sample inside the loss.
+    """
+    state = sum(int(x.nbytes) for x in jax.tree_util.tree_leaves(agent))
+    widths = _dense_widths(agent.params)
+    passes = 2 + (int(getattr(agent.config, "flow_steps", 1)) if agent.config.agent in ("fql",) else 0)
+    work = batch_size * 4 * widths * passes * 4
+    per_member = state + work
+    total = (data_bytes + val_bytes) * devices + per_member * members
+    return {"data_bytes": int(data_bytes + val_bytes), "devices": int(devices), "state_bytes": int(state),
+            "work_bytes": int(work), "per_member_bytes": int(per_member), "members": int(members),
+            "total_bytes": int(total)}
+
+
+def _gib(b: float) -> str:
+    return f"{b / 2**30:.2f} GiB" if b >= 2**28 else f"{b / 2**20:.1f} MiB"
+
+
+def check_population_fits(memory: dict, free: int | None = None) -> None:
+    """Refuse, before compiling, a population whose estimated memory exceeds 90% of what the device has free."""
+    free = device_memory_free() if free is None else free
+    if memory["total_bytes"] > MEMORY_HEADROOM * free:
+        fit = int((MEMORY_HEADROOM * free - memory["data_bytes"] * memory["devices"]) // memory["per_member_bytes"])
+        raise UsageError(
+            f"a population of {memory['members']} members needs about {_gib(memory['total_bytes'])} (data "
+            f"{_gib(memory['data_bytes'])} x {memory['devices']} device(s) + {memory['members']} x "
+            f"{_gib(memory['per_member_bytes'])} per member) but the device has {_gib(free)} free; "
+            + (f"train at most {fit} members at a time (fewer seeds or tasks; `dipole bench --max-population "
+               f"{fit}`)" if fit >= 1 else "not even one member fits beside the data" if
+               memory["data_bytes"] * memory["devices"] < MEMORY_HEADROOM * free else
+               "the data alone does not fit: use a smaller dataset")
+            + " or smaller networks (--preset small)")
+
+
+def member_mesh(num_members: int):
+    """(mesh or None, padded size): members are split over min(#devices, #members) devices of the default backend,
+    padded to a multiple of that number."""
+    devices = jax.devices()
+    n = min(len(devices), num_members)
+    if n <= 1:
+        return None, num_members
+    return jax.sharding.Mesh(np.array(devices[:n]), ("members",)), math.ceil(num_members / n) * n
+
+
+def _place(tree, mesh, split: bool):
+    if mesh is None:
+        return jax.device_put(tree)
+    spec = jax.sharding.PartitionSpec("members") if split else jax.sharding.PartitionSpec()
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, spec))
+
+
+def _pad(tree, padded: int):
+    n = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    if padded == n:
+        return tree
+    return jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - n, axis=0)]), tree)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def evaluate_population(population: Population, episodes: int, omega=None, num_candidates=None,
+                        envs: list | None = None, num_envs: int | None = None) -> list[dict]:
+    """Evaluate every member on its own task in one batched run -> one result per member (as `evaluate_agent`)."""
+    agents = population.agents
+    omega, k = agents.check_sampling(omega, num_candidates)
+    envs = envs or population_eval_envs(population, episodes, num_envs)
+
+    def act(obs, keys):
+        return _population_sample(agents, jnp.asarray(obs), keys, jnp.float32(omega), k)
+
+    rows = run_group_episodes(act, envs, episodes, [m.seed for m in population.members])
+    has_omega = hasattr(agents.config, "omega")
+    return [{**r, "omega": float(omega) if has_omega else None, "num_candidates": int(k)} for r in rows]
+
+
+def population_eval_envs(population: Population, episodes: int, num_envs: int | None = None) -> list[list]:
+    """Each member's evaluation environments (as many as a single run of it uses, so episodes match)."""
+    return [make_eval_envs(m.task, episodes, num_envs or MAX_EVAL_ENVS) for m in population.members]
+
+
+# ---------------------------------------------------------------------------------------------- training
+def _resume_fields(agent_name, members, config, data: PopulationData, val: PopulationData | None) -> dict:
+    return {"agent": agent_name, "members": [[m.task, m.seed] for m in members],
+            "dataset_fingerprints": dict(zip(data.tasks, data.fingerprints)),
+            "val_dataset_fingerprints": dict(zip(val.tasks, val.fingerprints)) if val is not None else None,
+            **{f"config.{k}": v for k, v in config.to_dict().items()}}
+
+
+def train_population(
+    run_dir: str,
+    members: list[Member],
+    data: PopulationData,
+    agent_name: str = "dipole",
+    config=None,
+    settings: TrainSettings | None = None,
+    resume: bool = False,
+    log=print,
+    val_data: PopulationData | None = None,
+    logging: LogSettings | None = None,
+    overwrite: bool = False,
+    memory_free: int | None = None,
+) -> Population:
+    """Train every member (task, seed) of a population offline as one compiled program; evaluate them together
+    every `eval_every` updates and at the end. `settings.seed` is not used: each member has its own.
+
+    The run folder holds the population's checkpoints (all members in one file, written atomically), metrics.csv
+    and eval.csv with one row per member and step, and config.json; `resume` continues it exactly after a kill.
+    Returns the `Population`.
+    """
+    settings = settings or TrainSettings()
+    agent_cls, config_cls = get_agent(agent_name)
+    config = config or config_cls()
+    members = [m if isinstance(m, Member) else Member(*m) for m in members]
+    if not members:
+        raise UsageError("a population needs at least one member")
+    if len(set(members)) != len(members):
+        raise UsageError(f"members of a population must differ; got {[m.label() for m in members]}")
+    unknown = sorted({m.task for m in members} - set(data.tasks))
+    if unknown:
+        raise UsageError(f"member task(s) {unknown} have no reward column in the population data (tasks "
+                         f"{data.tasks})")
+    with open_run_folder(run_dir, resume, overwrite, log):
+        return _train(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data,
+                      logging, memory_free)
+
+
+def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data, logging,
+           memory_free):
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    facts = _resume_fields(agent_name, members, config, data, val_data)
+    start_step, run_id, state = 0, new_run_id(), None
+    if resume:
+        if list_checkpoints(run_dir):
+            path = resolve_checkpoint(run_dir, log=log)
+            header, state = read_checkpoint(path)
+            if "members" not in header:
+                raise UsageError(f"--resume: {path} is a single run's checkpoint, not a population's; resume it "
+                                 "with `dipole train` without --seeds, or choose another folder")
+            saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
+                     **{f"config.{k}": v for k, v in header["config"].items()}}
+            check_resume(path, saved, facts)
+            check_run_id(run_dir, path, header)
+            run_id = header.get("run_id", run_id)
+            start_step = int(header["step"])
+            if start_step > settings.steps:
+                raise UsageError(f"--resume: {path} is at step {start_step}, past --steps {settings.steps}; pass "
+                                 f"--steps {start_step} or more")
+            log(f"resuming the population from {path} at step {start_step}")
+        else:
+            log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+    ex_obs, ex_act = data.shared["observations"][:1], data.shared["actions"][:1]
+    agents = create_members(agent_name, config, members, ex_obs, ex_act)
+    if state is not None:
+        from flax.serialization import from_state_dict
+
+        agents = from_state_dict(agents, state["agent"])
+    agents.check_sampling()
+    one = unstack(agents, 0)
+
+    mesh, padded = member_mesh(len(members))
+    devices = 1 if mesh is None else mesh.size
+    memory = population_memory(one, padded, data.nbytes(), config.batch_size, devices,
+                               val_data.nbytes() if val_data is not None else 0)
+    check_population_fits(memory, memory_free)
+
+    task_idx = np.array([data.task_index(m.task) for m in members], np.int32)
+    data_keys = jnp.stack([stream_key(m.seed, "data") for m in members])
+    val_keys = jnp.stack([stream_key(m.seed, "val") for m in members])
+    atomic_write_json(os.path.join(run_dir, "config.json"), {
+        "agent": agent_name, "run_id": run_id, "members": [dataclasses.asdict(m) for m in members],
+        "config": config.to_dict(), "train": dataclasses.asdict(settings), "memory": memory,
+        "datasets": {t: {**s, "fingerprint": f, "path": n}
+                     for t, s, f, n in zip(data.tasks, data.summaries, data.fingerprints, data.names)}})
+    logger = RunLogger(run_dir, ("metrics", "eval"), start_step, logging,
+                       config={"agent": agent_name, "members": len(members), **config.to_dict(),
+                               **dataclasses.asdict(settings)})
+
+    dev_data = _place(data.arrays(), mesh, split=False)
+    dev_val = _place(val_data.arrays(), mesh, split=False) if val_data is not None else None
+    val_idx = (np.array([val_data.task_index(m.task) for m in members], np.int32) if val_data is not None else None)
+    run_agents = _place(_pad(agents, padded), mesh, split=True)
+    run_keys = _place(_pad(data_keys, padded), mesh, split=True)
+    run_tasks = _place(_pad(jnp.asarray(task_idx), padded), mesh, split=True)
+    real = np.arange(len(members))
+
+    warning = cpu_warning(config, settings.steps)
+    if warning and start_step < settings.steps:
+        log(warning)
+    from tqdm import tqdm
+
+    bar = tqdm(total=settings.steps, initial=start_step, desc=f"train {agent_name} x{len(members)}", unit="upd",
+               disable=not settings.progress, dynamic_ncols=True)
+    step, t_start, compiled, eval_envs = start_step, time.time(), {}, None
+    population = Population(agents, members)
+    while step < settings.steps:
+        n = min(settings.log_every, settings.steps - step)
+        t_chunk = time.time()
+        if n not in compiled:
+            compiled[n] = population_chunk.lower(run_agents, dev_data, run_keys, run_tasks, n,
+                                                 config.batch_size).compile()
+            t_compile = time.time() - t_chunk
+            t_chunk = time.time()
+        run_agents, info = compiled[n](run_agents, dev_data, run_keys, run_tasks)
+        info = {k: np.asarray(v)[real] for k, v in jax.device_get(info).items()}
+        if step == start_step:
+            per_update = (time.time() - t_chunk) / n
+            bar.write(f"training a population of {len(members)} {agent_name} agents ({_describe(members)}): "
+                      f"{settings.steps - step} updates each, networks {network_label(config)}, batch "
+                      f"{config.batch_size}, {devices} {jax.devices()[0].platform} device(s) "
+                      f"({jax.devices()[0].device_kind}), memory about {_gib(memory['total_bytes'])}; compiled in "
+                      f"{t_compile:.1f} s, first {n} updates {per_update * 1e3:.2f} ms each for all members -> about "
+                      f"{fmt_seconds(per_update * (settings.steps - step))} of training, evaluation not included")
+        step += n
+        bar.update(n)
+        bad = sorted({(members[i].label(), k) for k, v in info.items() for i in np.nonzero(~np.isfinite(v))[0]})
+        if bad:
+            raise FloatingPointError(f"non-finite training metrics at step {step}: {bad[:4]}; lower config.lr or "
+                                     "check data")
+        val = None
+        if dev_val is not None:
+            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(val_keys, step)
+            val = jax.device_get(population_validation(take(run_agents, real), dev_val, keys, jnp.asarray(val_idx),
+                                                       config.batch_size))
+        elapsed = round(time.time() - t_start, 3)
+        for i, m in enumerate(members):
+            row = {"step": step, "task": m.task, "seed": m.seed, "time": elapsed,
+                   **{k: float(v[i]) for k, v in info.items()}}
+            if val is not None:
+                row.update({f"val/{k}": float(v[i]) for k, v in val.items()})
+            logger.log("metrics", row, tag=f"{m.task}/seed{m.seed}")
+        bar.set_postfix(q=f"{np.mean(info.get('q_loss', np.nan)):.3g}", refresh=False)
+        population = Population(take(run_agents, real), members)
+        periodic = settings.eval_every and step % settings.eval_every == 0
+        if settings.eval_episodes and (periodic or step == settings.steps):
+            eval_envs = eval_envs or population_eval_envs(population, settings.eval_episodes)
+            rows = evaluate_population(population, settings.eval_episodes, envs=eval_envs)
+            for m, res in zip(members, rows):
+                logger.log("eval", {"step": step, "task": m.task, "seed": m.seed, **res},
+                           tag=f"{m.task}/seed{m.seed}")
+            bar.write(f"step {step}: " + _eval_line(members, rows))
+        if step % settings.save_every == 0 or step == settings.steps:
+            header = {k: v for k, v in facts.items() if not k.startswith("config.") and k != "agent"}
+            save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
+                            lambda path: save_population(path, population, run_id=run_id, **header))
+    bar.close()
+    logger.close()
+    for envs in eval_envs or []:
+        for e in envs:
+            e.close()
+    return population
+
+
+def _describe(members: list[Member]) -> str:
+    tasks = sorted({m.task for m in members})
+    seeds = sorted({m.seed for m in members})
+    if len(tasks) * len(seeds) == len(members):
+        return f"{len(tasks)} task(s) x {len(seeds)} seed(s)"
+    return f"{len(members)} (task, seed) pairs"
+
+
+def _eval_line(members, rows) -> str:
+    by_task = {}
+    for m, r in zip(members, rows):
+        by_task.setdefault(m.task, []).append(r["success"] if r["success"] is not None else r["return"])
+    metric = "success" if rows[0]["success"] is not None else "return"
+    return f"{metric} " + ", ".join(f"{t.split('singletask-')[-1].removesuffix('-v0')} "
+                                   f"{np.mean(v):.3g}" for t, v in by_task.items()) + \
+        f" (mean over seeds; omega {rows[0]['omega']}, K {rows[0]['num_candidates']}, {rows[0]['episodes']} episodes)"
+
+
+def save_population(path: str, population: Population, **header) -> str:
+    """Write every member in one checkpoint file (atomically); `load_population(path)` reads it."""
+    from dipole.version import __version__
+
+    agents = population.agents
+    head = {"agent": agents.config.agent, "config": agents.config.to_dict(), "obs_dim": int(agents.obs_dim),
+            "action_dim": int(agents.action_dim), "step": int(np.max(np.asarray(agents.step))),
+            "dipole_version": __version__, "members": [[m.task, m.seed] for m in population.members], **header}
+    from flax.serialization import to_state_dict
+
+    return write_checkpoint(path, head, jax.device_get(to_state_dict(agents)))
+
+
+def load_population(path: str) -> tuple[Population, dict]:
+    """A population checkpoint file, or the newest valid one in a population's run folder -> (Population, header)."""
+    from flax.serialization import from_state_dict
+
+    from dipole.agents import get_agent as _get
+    from dipole.storage import CheckpointError
+
+    path = resolve_checkpoint(path)
+    header, state = read_checkpoint(path)
+    if "members" not in header:
+        raise UsageError(f"{path} is a single agent's checkpoint, not a population's; load it with dipole.load")
+    members = [Member(t, int(s)) for t, s in header["members"]]
+    config = _get(header["agent"])[1].from_dict(header["config"])
+    template = create_members(header["agent"], config, members, np.zeros((1, header["obs_dim"]), np.float32),
+                              np.zeros((1, header["action_dim"]), np.float32))
+    try:
+        agents = from_state_dict(template, state["agent"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: population checkpoint does not match its header: {e}") from None
+    return Population(agents, members), header

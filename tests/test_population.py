@@ -1,0 +1,214 @@
+"""Populations: members equal solo runs, exact resume, OGBench's relabelling per task, memory refusal."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from conftest import TINY
+
+from dipole.agents import DIPOLEConfig, get_agent
+from dipole.data.ogbench import load_ogbench
+from dipole.errors import RunFolderError, UsageError
+from dipole.runners.offline import TrainSettings, train
+from dipole.runners.population import (
+    Member,
+    PopulationData,
+    Population,
+    evaluate_population,
+    load_population,
+    members_of,
+    population_memory,
+    train_population,
+)
+from dipole.runners.evaluation import evaluate_agent
+
+TASKS = [f"pointmaze-medium-navigate-singletask-task{i}-v0" for i in (1, 2, 3, 4, 5)]
+QUIET = dict(log=lambda *a: None)
+
+
+def _settings(steps, **kw):
+    return TrainSettings(**{"steps": steps, "log_every": 50, "eval_every": 0, "eval_episodes": 0,
+                            "save_every": steps, "progress": False, **kw})
+
+
+@pytest.fixture(scope="module")
+def per_task(pointmaze_files):
+    out = {}
+    for task in TASKS:
+        env, train_ds, val_ds = load_ogbench(task, dataset_path=pointmaze_files["train_path"])
+        env.close()
+        out[task] = (train_ds, val_ds)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pop_data(per_task):
+    return (PopulationData(TASKS, [per_task[t][0] for t in TASKS]),
+            PopulationData(TASKS, [per_task[t][1] for t in TASKS]))
+
+
+def _leaves_close(a, b, atol=1e-5):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(la) == len(lb)
+    worst = max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for x, y in zip(la, lb))
+    assert worst <= atol, worst
+
+
+def test_reward_columns_are_ogbench_relabelling_of_every_task(per_task, pop_data):
+    data, val = pop_data
+    for i, task in enumerate(TASKS):
+        train_ds, val_ds = per_task[task]
+        np.testing.assert_array_equal(data.rewards[:, i], train_ds["rewards"])
+        np.testing.assert_array_equal(data.masks[:, i], train_ds["masks"])
+        np.testing.assert_array_equal(val.rewards[:, i], val_ds["rewards"])
+        for key in ("observations", "actions", "next_observations"):
+            np.testing.assert_array_equal(data.shared[key], train_ds[key])
+        assert data.dataset(task).fingerprint() == train_ds.fingerprint()
+    # the tasks really differ: a test of column order needs different columns
+    assert len({data.rewards[:, i].tobytes() for i in range(len(TASKS))}) > 1
+
+
+def test_population_data_refuses_tasks_that_do_not_share_observations(per_task):
+    a = per_task[TASKS[0]][0]
+    other = dict(a.arrays)
+    other["observations"] = other["observations"] + 1.0
+    from dipole.data.dataset import Dataset
+
+    with pytest.raises(UsageError, match="field 'observations' differs"):
+        PopulationData(TASKS[:2], [a, Dataset(other, name="shifted.npz")])
+
+
+@pytest.mark.parametrize("agent_name", ["dipole", "fql"])
+def test_member_equals_the_same_task_and_seed_trained_alone(tmp_path, per_task, pop_data, agent_name):
+    config = get_agent(agent_name)[1]().replace(**TINY)
+    members = [Member(TASKS[0], 0), Member(TASKS[2], 1), Member(TASKS[2], 3)]
+    pop = train_population(str(tmp_path / "pop"), members, pop_data[0], agent_name, config, _settings(100),
+                           val_data=pop_data[1], **QUIET)
+    for i in (1, 2):
+        task, seed = members[i].task, members[i].seed
+        alone = train(str(tmp_path / f"solo{i}"), task, per_task[task][0], agent_name, config,
+                      _settings(100, seed=seed), val_dataset=per_task[task][1], **QUIET)
+        member = pop.member(i)
+        assert int(member.step) == int(alone.step) == 100
+        _leaves_close(member.params, alone.params)
+        obs = per_task[task][0]["observations"][:7]
+        key = jax.random.PRNGKey(5)
+        np.testing.assert_allclose(np.asarray(member.sample_actions(obs, key)),
+                                   np.asarray(alone.sample_actions(obs, key)), atol=1e-4)
+        # the whole population acts in one call, each member as it would alone
+        batch = np.stack([obs] * len(members))
+        keys = jax.numpy.stack([key] * len(members))
+        np.testing.assert_allclose(np.asarray(pop.sample_actions(batch, keys))[i],
+                                   np.asarray(alone.sample_actions(obs, key)), atol=1e-4)
+    # validation losses were logged per member
+    rows = open(tmp_path / "pop" / "metrics.csv").read().splitlines()
+    assert "val/" in rows[0] and len(rows) == 1 + 2 * len(members)
+
+
+def test_batched_evaluation_equals_evaluating_each_member_alone(tmp_path, pop_data):
+    members = [Member(TASKS[0], 0), Member(TASKS[1], 2)]
+    pop = train_population(str(tmp_path), members, pop_data[0], "dipole",
+                           DIPOLEConfig(**TINY).replace(num_candidates=2), _settings(50), **QUIET)
+    rows = evaluate_population(pop, episodes=3, num_envs=2)
+    for i, m in enumerate(members):
+        alone = evaluate_agent(pop.member(i), m.task, 3, seed=m.seed, num_envs=2)
+        for key in ("success", "return", "length", "omega", "num_candidates"):
+            assert rows[i][key] == pytest.approx(alone[key], abs=1e-6), key
+
+
+def test_population_resume_after_a_kill_is_exact(tmp_path, pop_data):
+    members = members_of(TASKS[:2], [0, 1])
+    config = DIPOLEConfig(**TINY)
+    straight = train_population(str(tmp_path / "a"), members, pop_data[0], "dipole", config, _settings(200),
+                                **QUIET)
+    # a killed run: its last checkpoint is at step 100 (save_every 100), the process died later
+    run = str(tmp_path / "b")
+    train_population(run, members, pop_data[0], "dipole", config, _settings(100), **QUIET)
+    resumed = train_population(run, members, pop_data[0], "dipole", config, _settings(200, save_every=100),
+                               resume=True, **QUIET)
+    for x, y in zip(jax.tree_util.tree_leaves(straight.agents), jax.tree_util.tree_leaves(resumed.agents)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    loaded, header = load_population(run)
+    assert header["step"] == 200 and loaded.members == members
+    for x, y in zip(jax.tree_util.tree_leaves(loaded.agents), jax.tree_util.tree_leaves(resumed.agents)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    rows = [r.split(",")[:3] for r in open(os.path.join(run, "metrics.csv")).read().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [s for s in range(50, 201, 50) for _ in members]
+
+
+def test_resume_with_other_members_is_refused(tmp_path, pop_data):
+    config = DIPOLEConfig(**TINY)
+    train_population(str(tmp_path), members_of(TASKS[:2], [0]), pop_data[0], "dipole", config, _settings(50),
+                     **QUIET)
+    with pytest.raises(RunFolderError, match="was made with members = "):
+        train_population(str(tmp_path), members_of(TASKS[:2], [0, 1]), pop_data[0], "dipole", config,
+                         _settings(100), resume=True, **QUIET)
+
+
+def test_too_large_population_is_refused_before_compiling(tmp_path, pop_data, monkeypatch):
+    from dipole.runners import population as P
+
+    def no_compile(*a, **k):
+        raise AssertionError("compiled a population that does not fit")
+
+    monkeypatch.setattr(P.population_chunk, "lower", no_compile)
+    members = members_of(TASKS, [0, 1])
+    with pytest.raises(UsageError) as e:
+        train_population(str(tmp_path), members, pop_data[0], "dipole", DIPOLEConfig(**TINY), _settings(50),
+                         memory_free=pop_data[0].nbytes() + 4 * 2**20, **QUIET)
+    msg = str(e.value)
+    assert "population of 10 members needs about" in msg and "at most" in msg and "--max-population" in msg
+
+
+def test_memory_estimate_grows_as_data_once_plus_members(pop_data):
+    agent_cls, config_cls = get_agent("dipole")
+    agent = agent_cls.create(0, np.zeros((1, 4)), np.zeros((1, 2)), config_cls().replace(**TINY))
+    one = population_memory(agent, 1, 1000, 64)
+    ten = population_memory(agent, 10, 1000, 64)
+    state = sum(x.nbytes for x in jax.tree_util.tree_leaves(agent))
+    assert one["state_bytes"] == state
+    assert ten["total_bytes"] - one["total_bytes"] == 9 * one["per_member_bytes"]
+    assert population_memory(agent, 10, 1000, 64, devices=2)["total_bytes"] == ten["total_bytes"] + 1000
+
+
+@pytest.mark.parametrize("agent_name", ["dipole", "fql", "iql"])
+def test_memory_estimate_covers_what_xla_allocates(agent_name):
+    """The estimate per member is at least what XLA's own analysis of one compiled update needs, and not 20x more."""
+    agent_cls, config_cls = get_agent(agent_name)
+    config = config_cls().replace(actor_hidden_dims=(256, 256), value_hidden_dims=(256, 256), batch_size=256)
+    agent = agent_cls.create(0, np.zeros((1, 20)), np.zeros((1, 4)), config)
+    r = np.random.default_rng(0)
+    batch = {"observations": r.normal(size=(256, 20)).astype(np.float32),
+             "actions": r.uniform(-1, 1, (256, 4)).astype(np.float32),
+             "rewards": np.zeros(256, np.float32), "masks": np.ones(256, np.float32),
+             "next_observations": r.normal(size=(256, 20)).astype(np.float32)}
+    analysis = type(agent).update.lower(agent, batch).compile().memory_analysis()
+    xla = analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+    estimate = population_memory(agent, 1, 0, 256)["per_member_bytes"]
+    assert xla <= estimate <= 20 * xla, (xla, estimate)
+
+
+def test_population_cli_train_with_seeds(tmp_path, pointmaze_files, capsys):
+    from dipole.cli import main
+
+    run = str(tmp_path / "run")
+    main(["train", "--env", TASKS[0], "--dataset", pointmaze_files["train_path"], "--preset", "tiny", "--steps",
+          "100", "--log-every", "50", "--eval-every", "0", "--eval-episodes", "1", "--seeds", "0,1", "--run-dir", run,
+          "--no-progress"])
+    out = capsys.readouterr().out
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert [m["seed"] for m in summary["members"]] == [0, 1]
+    assert all(m["final_evaluation"]["episodes"] == 1 for m in summary["members"])
+    for seed in (0, 1):
+        assert os.path.exists(os.path.join(run, "members", f"{TASKS[0]}-seed{seed}.dpl"))
+    assert "population of 2" in out
+
+
+def test_population_class_checks_sampling_arguments(pop_data, tmp_path):
+    pop = train_population(str(tmp_path), [Member(TASKS[0], 0)], pop_data[0], "bc",
+                           get_agent("bc")[1]().replace(**TINY), _settings(50), **QUIET)
+    assert isinstance(pop, Population)
+    with pytest.raises(UsageError, match="no greediness knob"):
+        pop.sample_actions(np.zeros((1, 2, pop.agents.obs_dim)), jax.numpy.stack([jax.random.PRNGKey(0)]), omega=1.0)
