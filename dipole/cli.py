@@ -179,6 +179,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Let OGBench download missing dataset files (needs the internet)."""
         clip_actions: bool = False
         """Clip out-of-range dataset actions to [-1, 1] (and report how many)."""
+        seeds: Optional[str] = None
+        """Train these seeds as one population, one compiled program (e.g. 0,1,2,3); --seed is then not used."""
         settings: Annotated[TrainSettingsArgs, Flat] = dataclasses.field(default_factory=TrainSettingsArgs)
         logging: Annotated[LogSettingsArgs, Flat] = dataclasses.field(default_factory=LogSettingsArgs)
         config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -244,6 +246,10 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Only write the tables from the runs finished so far."""
         overwrite: bool = False
         """Delete the earlier runs and results in --out (not its data) and start again."""
+        population: bool = True
+        """Train each agent's tasks x seeds as one population (one compiled program); --no-population: run by run."""
+        max_population: Optional[int] = None
+        """At most this many members per population (default: all of an agent's unfinished runs)."""
         config: BenchConfig = dataclasses.field(default_factory=BenchConfig)
 
     @dataclasses.dataclass
@@ -345,12 +351,27 @@ def finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True,
     print(f"wrote {run_dir}/: " + ", ".join(present))
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2,3' -> [0, 1, 2, 3]; refuses empty, negative, repeated or non-integer seeds."""
+    items = [x.strip() for x in text.replace(" ", ",").split(",") if x.strip()]
+    try:
+        seeds = [int(x) for x in items]
+    except ValueError:
+        raise UsageError(f"--seeds: {text!r} is not a comma-separated list of integers (e.g. --seeds 0,1,2,3)") \
+            from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: {text!r} must list distinct seeds >= 0 (e.g. --seeds 0,1,2,3)")
+    return seeds
+
+
 def cmd_train(a):
     from dipole.runfolder import open_run_folder
     from dipole.runners.offline import train
 
     a.settings, a.logging = checked(TrainSettings, a.settings), checked(LogSettings, a.logging)
     config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
+    if a.seeds is not None:
+        return train_population_cli(a, config, parse_seeds(a.seeds))
     run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seed{a.settings.seed}")
     # before the data is read: a busy or used folder is refused at once (an --overwrite happens in train, once the
     # data has loaded)
@@ -363,6 +384,53 @@ def cmd_train(a):
         agent = train(run_dir, a.env, dataset, a.agent, config, a.settings, resume=a.resume, val_dataset=val,
                       logging=a.logging, overwrite=a.overwrite)
         finish_run(run_dir, a.env, agent)
+
+
+def train_population_cli(a, config, seeds):
+    import numpy as np
+
+    from dipole.runfolder import open_run_folder
+    from dipole.runners.logging import read_csv
+    from dipole.runners.plots import learning_curve
+    from dipole.runners.population import PopulationData, export_members, members_of, train_population
+    from dipole.storage import atomic_write_json
+
+    run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seeds{'-'.join(map(str, seeds))}")
+    with open_run_folder(run_dir, a.resume, a.overwrite, delete=False):
+        dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
+        print(f"dataset: {dataset.summary()}"
+              + (f"; validation split {len(val)} transitions" if val is not None else ""))
+        print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, seeds {seeds} as one population, "
+              f"{a.settings.steps} updates each, evaluation every {a.settings.eval_every or 'never'} updates and at "
+              f"the end ({a.settings.eval_episodes} episodes per member)")
+        data = PopulationData([a.env], [dataset])
+        val_data = PopulationData([a.env], [val]) if val is not None else None
+        del dataset, val
+        pop = train_population(run_dir, members_of([a.env], seeds), data, a.agent, config, a.settings,
+                               resume=a.resume, val_data=val_data, logging=a.logging, overwrite=a.overwrite)
+        paths = export_members(pop, run_dir, data, lambda m: os.path.join(run_dir, "members",
+                                                                          f"{m.task}-seed{m.seed}.dpl"), val_data)
+        metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
+        evals = read_csv(os.path.join(run_dir, "eval.csv"))
+        members = []
+        for m, path in zip(pop.members, paths):
+            mine = lambda rows: [r for r in rows if r["task"] == m.task and int(r["seed"]) == m.seed]  # noqa: E731
+            learning_curve(mine(metrics), mine(evals), path.removesuffix(".dpl") + ".png",
+                           title=f"{m.task} seed {m.seed}")
+            members.append({"task": m.task, "seed": m.seed, "checkpoint": path,
+                            "final_train_metrics": (mine(metrics) or [None])[-1],
+                            "final_evaluation": (mine(evals) or [None])[-1]})
+        scores = [r["final_evaluation"]["success"] for r in members
+                  if r["final_evaluation"] and r["final_evaluation"].get("success") is not None]
+        atomic_write_json(os.path.join(run_dir, "summary.json"), {
+            "env": a.env, "agent": a.agent, "config": config.to_dict(), "steps": int(np.max(pop.agents.step)),
+            "members": members,
+            "success_mean_std": [float(np.mean(scores)), float(np.std(scores))] if scores else None})
+        if scores:
+            print(f"success over {len(scores)} seeds: {100 * np.mean(scores):.1f} ± {100 * np.std(scores):.1f} % "
+                  f"(per seed: {', '.join(f'{100 * x:.0f}' for x in scores)})")
+        print(f"wrote {run_dir}/: summary.json, config.json, metrics.csv, eval.csv, checkpoints/ (the population), "
+              f"members/ ({len(paths)} single-agent checkpoints with learning curves)")
 
 
 def cmd_eval(a):
@@ -450,7 +518,8 @@ def cmd_bench(a):
 
     agents = [x.strip() for x in a.agents.split(",") if x.strip()]
     summary = run_bench(a.suite, agents, a.seeds, out_dir=a.out, workers=a.workers, report_only=a.report,
-                        overrides=given(a.config), overwrite=a.overwrite)
+                        overrides=given(a.config), overwrite=a.overwrite, population=a.population,
+                        max_population=a.max_population)
     out = a.out or os.path.join("runs", "bench", a.suite)
     print(markdown_tables(summary))
     print(f"wrote {out}/results.md, results.json, results.png")
@@ -492,8 +561,22 @@ ACTIONS = {"quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "
            "bench": cmd_bench, "data": cmd_data}
 
 
+def use_cpu_cores() -> None:
+    """Give JAX one CPU device per core (unless the user chose a number), so a population trained on the CPU is
+    split over the cores; a single run uses the first device as before. Only possible before JAX starts."""
+    import jax
+
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except RuntimeError:  # JAX's backends already started (e.g. main() called twice in one process)
+        pass
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    use_cpu_cores()
     commands = make_commands(argv)
     try:
         args = tyro.extras.subcommand_cli_from_dict(commands, prog="dipole", description=__doc__, args=argv)

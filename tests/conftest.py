@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# two CPU devices, as `dipole` gives a 2-core machine: populations are split over them (and padded when odd)
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "2")
 
 TINY = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=64, flow_steps=4)
 

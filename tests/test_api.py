@@ -6,9 +6,9 @@ import re
 import jax
 import numpy as np
 import pytest
+from conftest import random_transitions
 
 import dipole
-from conftest import random_transitions
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 

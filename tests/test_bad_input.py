@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import random_transitions
+
 from dipole import DIPOLEAgent, DIPOLEConfig
 from dipole.agents import make_config
 from dipole.cli import main

@@ -8,9 +8,9 @@ computed here on a grid, next to the exact guided flow (tests/oracles.py).
 
 import jax
 import numpy as np
+import oracles as analysis
 import pytest
 
-import oracles as analysis
 from dipole import DIPOLEAgent, DIPOLEConfig
 from dipole.runners.offline import train_chunk
 

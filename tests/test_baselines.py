@@ -3,9 +3,9 @@
 
 import jax
 import numpy as np
+import oracles as analysis
 import pytest
 
-import oracles as analysis
 from dipole.agents import AGENTS
 from dipole.runners.offline import train_chunk
 

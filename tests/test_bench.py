@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from dipole.bench.suites import SUITES
 from dipole.cli import main
@@ -35,7 +36,26 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     main(["bench", "--suite", "smoke", "--agents", "dipole,bc", "--seeds", "2", "--out", out, "--workers", "1"])
     assert os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json")) == stamp
     again = json.load(open(os.path.join(out, "runs", task, "dipole", "seed1", "result.json")))
-    assert again["headline"] == per_seed[1]["headline"]  # the rerun resumed from its final checkpoint
+    assert again["headline"] == per_seed[1]["headline"]  # evaluated again from the trained population
+    assert "evaluating 1 finished member(s) of the population" in capsys.readouterr().out
+
+
+def test_population_bench_gives_the_results_of_runs_trained_one_by_one(tmp_path):
+    """Each (task, seed) of a population ends where the same run trained alone ends, so the tables agree."""
+    from dipole.bench.runner import run_bench
+
+    quiet = dict(log=lambda *_: 0, workers=1)
+    pop = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "pop"), **quiet)
+    solo = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "solo"), population=False, **quiet)
+    task = SUITES["smoke"].tasks[0]
+    for seed in (0, 1):
+        a, b = (json.load(open(tmp_path / d / "runs" / task / "dipole" / f"seed{seed}" / "result.json"))
+                for d in ("pop", "solo"))
+        assert "population" in a and "population" not in b
+        for x, y in zip([a["headline"], *a["omega_sweep"]], [b["headline"], *b["omega_sweep"]]):
+            assert (x["omega"], x["num_candidates"], x["success"]) == (y["omega"], y["num_candidates"], y["success"])
+            assert x["return"] == pytest.approx(y["return"], abs=1e-3)
+    assert pop["agents"]["dipole"]["tasks"] == solo["agents"]["dipole"]["tasks"]
 
 
 def test_report_only_marks_unfinished_runs(tmp_path):

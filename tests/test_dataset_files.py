@@ -9,8 +9,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import random_transitions
+
 from dipole.cli import main
 from dipole.data.dataset import Dataset, DatasetError, read_npz
 from dipole.data.ogbench import load_ogbench, manifest_path

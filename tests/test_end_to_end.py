@@ -5,15 +5,15 @@ import os
 import jax
 import numpy as np
 import pytest
-
 from conftest import TINY
+
 from dipole import DIPOLEConfig
 from dipole.agents import load_checkpoint as load_agent
-from dipole.storage import CheckpointError, list_checkpoints, resolve_checkpoint
 from dipole.cli import main
 from dipole.data.ogbench import load_ogbench
 from dipole.runners.logging import read_csv
 from dipole.runners.offline import TrainSettings, train
+from dipole.storage import CheckpointError, list_checkpoints, resolve_checkpoint
 
 TASK = "pointmaze-medium-navigate-singletask-task1-v0"
 

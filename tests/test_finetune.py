@@ -6,14 +6,14 @@ import os
 import jax
 import numpy as np
 import pytest
-
 from conftest import TINY
+
 from dipole.agents import get_agent
-from dipole.storage import CheckpointError, read_checkpoint
 from dipole.data.ogbench import load_ogbench
-from dipole.runners.online import FinetuneSettings, finetune
 from dipole.runners.logging import read_csv
 from dipole.runners.offline import TrainSettings, train
+from dipole.runners.online import FinetuneSettings, finetune
+from dipole.storage import CheckpointError, read_checkpoint
 
 TASK = "pointmaze-medium-navigate-singletask-task1-v0"
 

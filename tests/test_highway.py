@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("highway_env", reason="the highway benchmark needs `pip install 'dipole-rl[highway]'`")
 
 from conftest import TINY  # noqa: E402
+
 from dipole.data.highway import load_highway  # noqa: E402
 from dipole.datagen.highway import DRIVERS, driver_action, generate_highway  # noqa: E402
-from dipole.envs.highway import (DEFAULT_WEIGHTS, OBS_DIM, OBS_NAMES, TERMS, HighwayDriving,  # noqa: E402
-                                 parse_highway_name)
+from dipole.envs.highway import DEFAULT_WEIGHTS, OBS_DIM, OBS_NAMES, TERMS, HighwayDriving, parse_highway_name  # noqa: E402
 
 
 def test_reward_terms_sum_to_the_logged_return():

@@ -4,8 +4,8 @@ import glob
 import os
 
 import pytest
-
 from conftest import TINY
+
 from dipole import DIPOLEConfig
 from dipole.data.ogbench import load_ogbench
 from dipole.runners.logging import LogSettings, RunLogger, read_csv

@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from conftest import TINY, random_transitions
+
 from dipole import DIPOLEAgent, DIPOLEConfig
 from dipole.nn import critic, flow
 

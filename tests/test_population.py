@@ -11,18 +11,18 @@ from conftest import TINY
 from dipole.agents import DIPOLEConfig, get_agent
 from dipole.data.ogbench import load_ogbench
 from dipole.errors import RunFolderError, UsageError
+from dipole.runners.evaluation import evaluate_agent
 from dipole.runners.offline import TrainSettings, train
 from dipole.runners.population import (
     Member,
-    PopulationData,
     Population,
+    PopulationData,
     evaluate_population,
     load_population,
     members_of,
     population_memory,
     train_population,
 )
-from dipole.runners.evaluation import evaluate_agent
 
 TASKS = [f"pointmaze-medium-navigate-singletask-task{i}-v0" for i in (1, 2, 3, 4, 5)]
 QUIET = dict(log=lambda *a: None)

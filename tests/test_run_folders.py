@@ -11,8 +11,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 from conftest import TINY
+
 from dipole import DIPOLEConfig
 from dipole.agents import build_config, get_agent, make
 from dipole.cli import main
@@ -375,7 +375,7 @@ def test_overwrite_keeps_the_earlier_run_when_the_new_command_fails(tmp_path, po
 
 
 def test_a_damaged_header_length_is_a_corrupt_checkpoint_not_a_crash(tmp_path, dataset):
-    from dipole.storage import CheckpointError, MAGIC
+    from dipole.storage import MAGIC, CheckpointError
 
     run = str(tmp_path)
     train(run, TASK, dataset, "dipole", DIPOLEConfig(**TINY), _settings(200), **QUIET)
@@ -423,9 +423,9 @@ def test_a_finetune_can_be_extended_with_more_online_steps(tmp_path, dataset):
 
 
 def test_temp_files_of_a_zombie_writer_are_removed(tmp_path):
-    from dipole.storage import remove_stale_temp_files
-
     import time
+
+    from dipole.storage import remove_stale_temp_files
 
     child = subprocess.Popen(["true"])
     pid = child.pid

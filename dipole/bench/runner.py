@@ -8,6 +8,7 @@ config, fixed before training; the omega sweep is evaluated and tabulated separa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -25,12 +26,28 @@ from dipole.errors import RunFolderError, UsageError
 from dipole.runfolder import check_resume, claimed, remove_entries
 from dipole.runners.evaluation import evaluate_agent, omega_sweep
 from dipole.runners.offline import TrainSettings, train
-from dipole.storage import atomic_write_json
+from dipole.runners.population import (
+    Member,
+    Population,
+    evaluate_population,
+    export_members,
+    load_population,
+    load_population_data,
+    population_eval_envs,
+    take,
+    train_population,
+)
+from dipole.storage import CheckpointError, atomic_write_json, list_checkpoints, read_header
 
 
 def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | None = None, workers: int = 2,
-              log=print, report_only: bool = False, overrides: dict | None = None, overwrite: bool = False) -> dict:
+              log=print, report_only: bool = False, overrides: dict | None = None, overwrite: bool = False,
+              population: bool = True, max_population: int | None = None) -> dict:
     """Run every (task, agent, seed) not yet finished, then write the tables; report_only just writes the tables.
+
+    With `population` (the default) each agent's unfinished (task, seed) runs are trained as one population (one
+    compiled program, at most `max_population` members each; see dipole.runners.population), whose members give
+    the results the same runs trained one by one give; otherwise run by run.
 
     `overrides` (config field -> value) apply, after the suite's own, to every agent whose config has the field.
     The output folder is this process's alone while it runs. It records the suite and the overrides (bench.json):
@@ -49,11 +66,13 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
     with claimed(out_dir):
         if report_only:
             return aggregate(suite, agents, seeds, out_dir)
+        if max_population is not None and max_population < 1:
+            raise UsageError(f"--max-population must be >= 1, got {max_population}")
         _own_bench_folder(out_dir, suite, overrides, overwrite, log)
-        return _run(suite, agents, seeds, out_dir, workers, log, overrides)
+        return _run(suite, agents, seeds, out_dir, workers, log, overrides, population, max_population)
 
 
-BENCH_FILES = ("bench.json", "results.json", "results.md", "results.png", "runs")
+BENCH_FILES = ("bench.json", "results.json", "results.md", "results.png", "runs", "populations")
 
 
 def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
@@ -75,7 +94,7 @@ def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
     atomic_write_json(path, identity)
 
 
-def _run(suite, agents, seeds, out_dir, workers, log, overrides):
+def _run(suite, agents, seeds, out_dir, workers, log, overrides, population=False, max_population=None):
     data_dir = os.path.expanduser(suite.data_dir or os.path.join(out_dir, "data"))
     if suite.source == "dmc":
         train_file = os.path.join(data_dir, f"{suite.dataset}-explore.npz")
@@ -91,24 +110,23 @@ def _run(suite, agents, seeds, out_dir, workers, log, overrides):
 
     runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in range(seeds)]
     todo = [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
+    if population:
+        for agent_name in agents:
+            mine = [Member(t, s) for t, a, s in todo if a == agent_name]
+            size = max_population or len(mine) or 1
+            for i in range(0, len(mine), size):
+                _run_population(suite, agent_name, mine[i:i + size], out_dir, train_file, log, overrides)
+        return aggregate(suite, agents, seeds, out_dir)
     start = time.time()
     for i, (task, agent_name, seed) in enumerate(todo):
         run_dir = _run_dir(out_dir, task, agent_name, seed)
         result_path = os.path.join(run_dir, "result.json")
         eta = "" if not i else f", ETA {(time.time() - start) / i * (len(todo) - i) / 60:.0f} min"
         log(f"[{len(runs) - len(todo) + i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
-        val_dataset = None
-        if suite.source == "dmc":
-            env, dataset = load_dmc(task, train_file)
-            env.close()
-        else:
-            _, dataset, val_dataset = load_ogbench(task, dataset_path=train_file)
-        config = build_config(agent_name, task, suite.preset)
+        dataset, val_dataset = _load_task(suite, train_file)(task)
+        config = _config(suite, agent_name, task, overrides)
         fields = config.to_dict()
-        config = config.replace(**{k: v for k, v in {**suite.overrides, **overrides}.items() if k in fields})
-        settings = TrainSettings(steps=suite.steps, seed=seed, log_every=suite.log_every, eval_every=0,
-                                 eval_episodes=0, save_every=max(suite.log_every, suite.steps // 10 // suite.log_every
-                                                                 * suite.log_every), progress=False)
+        settings = _settings(suite, seed)
         agent = train(run_dir, task, dataset, agent_name, config, settings, resume=True, log=log,
                       val_dataset=val_dataset)
         headline = evaluate_agent(agent, task, suite.eval_episodes, seed=seed)
@@ -119,6 +137,96 @@ def _run(suite, agents, seeds, out_dir, workers, log, overrides):
         atomic_write_json(result_path, {"task": task, "agent": agent_name, "seed": seed, "steps": suite.steps,
                                         "headline": headline, "omega_sweep": sweep, "config": config.to_dict()})
     return aggregate(suite, agents, seeds, out_dir)
+
+
+def _config(suite, agent_name, task, overrides):
+    config = build_config(agent_name, task, suite.preset)
+    fields = config.to_dict()
+    return config.replace(**{k: v for k, v in {**suite.overrides, **overrides}.items() if k in fields})
+
+
+def _settings(suite, seed, progress=False):
+    return TrainSettings(steps=suite.steps, seed=seed, log_every=suite.log_every, eval_every=0, eval_episodes=0,
+                         save_every=max(suite.log_every, suite.steps // 10 // suite.log_every * suite.log_every),
+                         progress=progress)
+
+
+def _load_task(suite, train_file):
+    def load(task):
+        if suite.source == "dmc":
+            env, dataset = load_dmc(task, train_file)
+            env.close()
+            return dataset, None
+        env, dataset, val = load_ogbench(task, dataset_path=train_file)
+        env.close()
+        return dataset, val
+
+    return load
+
+
+def _run_population(suite, agent_name, members, out_dir, train_file, log, overrides):
+    """Train `members` of one agent as populations (one per distinct config among their tasks), evaluate every
+    member in one batched run per (omega, K), and write each member's result.json where a single run writes it."""
+    by_config = {}
+    for m in members:
+        config = _config(suite, agent_name, m.task, overrides)
+        by_config.setdefault(json.dumps(config.to_dict(), sort_keys=True), (config, []))[1].append(m)
+    for config, group in by_config.values():
+        tasks = sorted({m.task for m in group}, key=suite.tasks.index)
+        tag = hashlib.blake2b(json.dumps([[m.task, m.seed] for m in group]).encode(), digest_size=4).hexdigest()
+        pop_dir = os.path.join(out_dir, "populations", f"{agent_name}-{len(group)}-{tag}")
+        data, val = load_population_data(tasks, _load_task(suite, train_file))
+        done = _finished_population(out_dir, agent_name, group, config, suite.steps)
+        if done is not None:
+            pop, pop_dir = done
+            log(f"{agent_name}: evaluating {len(group)} finished member(s) of the population in {pop_dir}")
+        else:
+            log(f"{agent_name}: {len(group)} runs ({len(tasks)} tasks, seeds "
+                f"{sorted({m.seed for m in group})}) as one population in {pop_dir}")
+            pop = train_population(pop_dir, group, data, agent_name, config, _settings(suite, 0, progress=True),
+                                   resume=True, log=log, val_data=val)
+        export_members(pop, pop_dir, data, lambda m: _run_dir(out_dir, m.task, agent_name, m.seed, "agent.dpl"),
+                       val)
+        envs = population_eval_envs(pop, suite.eval_episodes)
+        t0 = time.time()
+        headline = evaluate_population(pop, suite.eval_episodes, envs=envs)
+        sweeps = [[] for _ in group]
+        if "omega" in config.to_dict():
+            for k in suite.sweep_candidates:
+                for w in suite.sweep_omegas:
+                    for i, row in enumerate(evaluate_population(pop, suite.eval_episodes, omega=w, num_candidates=k,
+                                                                envs=envs)):
+                        sweeps[i].append(row)
+        log(f"evaluated {len(group)} members x {1 + len(sweeps[0])} settings x {suite.eval_episodes} episodes in "
+            f"{time.time() - t0:.0f} s")
+        for e in (e for per in envs for e in per):
+            e.close()
+        for m, head, sweep in zip(group, headline, sweeps):
+            atomic_write_json(_run_dir(out_dir, m.task, agent_name, m.seed, "result.json"),
+                              {"task": m.task, "agent": agent_name, "seed": m.seed, "steps": suite.steps,
+                               "headline": head, "omega_sweep": sweep or None, "config": config.to_dict(),
+                               "population": pop_dir})
+
+
+def _finished_population(out_dir, agent_name, group, config, steps):
+    """(the members `group` of a population of this agent and config trained to `steps` earlier, its folder) or
+    None: a run whose result.json was deleted is evaluated again from its population, not retrained."""
+    root = os.path.join(out_dir, "populations")
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        folder = os.path.join(root, name)
+        files = list_checkpoints(folder) if name.startswith(agent_name + "-") else []
+        if not files:
+            continue
+        try:
+            header = read_header(files[-1])
+        except CheckpointError:
+            continue
+        have = [Member(t, int(s)) for t, s in header.get("members", [])]
+        if header.get("step") == steps and header.get("config") == json.loads(json.dumps(config.to_dict())) and set(group) <= set(have):
+            pop, _ = load_population(folder)
+            idx = [have.index(m) for m in group]
+            return Population(take(pop.agents, idx), group), folder
+    return None
 
 
 def _run_dir(out_dir, task, agent, seed, *rest):

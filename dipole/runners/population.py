@@ -74,16 +74,6 @@ class PopulationData:
         self.names = [ds.name for ds in datasets]
         self.summaries = [ds.summary() for ds in datasets]
 
-    @classmethod
-    def load(cls, tasks: list[str], load_one) -> "PopulationData":
-        """`load_one(task) -> Dataset`, called task by task (at most two full datasets in memory at once)."""
-        first = load_one(tasks[0])
-        rest = []
-        for task in tasks[1:]:
-            ds = load_one(task)
-            rest.append(_Columns(ds, first))
-        return cls(tasks, [first, *rest])
-
     def __len__(self) -> int:
         return len(self.shared["observations"])
 
@@ -125,6 +115,31 @@ class _Columns:
 
     def summary(self):
         return self._summary
+
+
+def as_population_data(tasks: list[str], datasets) -> PopulationData:
+    """A PopulationData as is, or one built from a Dataset (one task) or a list of Datasets (one per task)."""
+    if isinstance(datasets, PopulationData):
+        if datasets.tasks != list(tasks):
+            raise UsageError(f"the population data holds tasks {datasets.tasks}, not {list(tasks)}")
+        return datasets
+    if isinstance(datasets, Dataset):
+        datasets = [datasets]
+    return PopulationData(list(tasks), list(datasets))
+
+
+def load_population_data(tasks: list[str], load_one) -> tuple[PopulationData, PopulationData | None]:
+    """`load_one(task) -> (train Dataset, validation Dataset or None)`, called task by task; only the first task's
+    shared arrays are kept (each later task's are checked equal to them, then dropped)."""
+    first, first_val = load_one(tasks[0])
+    rest, rest_val = [], []
+    for task in tasks[1:]:
+        ds, val = load_one(task)
+        rest.append(_Columns(ds, first))
+        if first_val is not None:
+            rest_val.append(_Columns(val, first_val))
+    data = PopulationData(tasks, [first, *rest])
+    return data, (PopulationData(tasks, [first_val, *rest_val]) if first_val is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------- members
@@ -571,3 +586,27 @@ def load_population(path: str) -> tuple[Population, dict]:
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: population checkpoint does not match its header: {e}") from None
     return Population(agents, members), header
+
+
+def export_members(population: Population, run_dir: str, data: PopulationData, path_of, val_data=None) -> list[str]:
+    """Save every member as an ordinary single-agent checkpoint at `path_of(member)`, with the facts a single run
+    records (env, seed, dataset and its fingerprint, the population's run id), so `dipole eval`, `dipole finetune`
+    and `dipole.load` take it like any other."""
+    run_id = None
+    files = list_checkpoints(run_dir)
+    if files:
+        from dipole.storage import read_header
+
+        run_id = read_header(files[-1]).get("run_id")
+    paths = []
+    for i, m in enumerate(population.members):
+        t = data.task_index(m.task)
+        path = path_of(m)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        population.member(i).save(path, run_id=run_id, env=m.task, seed=m.seed, dataset_path=data.names[t],
+                                  dataset_fingerprint=data.fingerprints[t],
+                                  val_dataset_fingerprint=(val_data.fingerprints[val_data.task_index(m.task)]
+                                                           if val_data is not None else None),
+                                  population=os.path.abspath(run_dir))
+        paths.append(path)
+    return paths
