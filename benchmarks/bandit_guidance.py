@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import oracles as analysis  # noqa: E402  (tests/oracles.py: exact reference flows, a test oracle)
+
 from dipole import DIPOLEAgent, DIPOLEConfig  # noqa: E402
 from dipole.runners.offline import train_chunk  # noqa: E402
 

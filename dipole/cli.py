@@ -561,21 +561,10 @@ ACTIONS = {"quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "
            "bench": cmd_bench, "data": cmd_data}
 
 
-def use_cpu_cores() -> None:
-    """Give JAX one CPU device per core (unless the user chose a number), so a population trained on the CPU is
-    split over the cores; a single run uses the first device as before. Only possible before JAX starts."""
-    import jax
-
-    if "JAX_NUM_CPU_DEVICES" in os.environ or "host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    try:
-        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-    except RuntimeError:  # JAX's backends already started (e.g. main() called twice in one process)
-        pass
-
-
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    from dipole.runners.population import use_cpu_cores
+
     use_cpu_cores()
     commands = make_commands(argv)
     try:

@@ -86,7 +86,7 @@ def test_member_equals_the_same_task_and_seed_trained_alone(tmp_path, per_task, 
     members = [Member(TASKS[0], 0), Member(TASKS[2], 1), Member(TASKS[2], 3)]
     pop = train_population(str(tmp_path / "pop"), members, pop_data[0], agent_name, config, _settings(100),
                            val_data=pop_data[1], **QUIET)
-    for i in (1, 2):
+    for i in (2,):  # the last member: on two devices it shares a device with the padding copy of the first
         task, seed = members[i].task, members[i].seed
         alone = train(str(tmp_path / f"solo{i}"), task, per_task[task][0], agent_name, config,
                       _settings(100, seed=seed), val_dataset=per_task[task][1], **QUIET)
@@ -111,7 +111,7 @@ def test_batched_evaluation_equals_evaluating_each_member_alone(tmp_path, pop_da
     members = [Member(TASKS[0], 0), Member(TASKS[1], 2)]
     pop = train_population(str(tmp_path), members, pop_data[0], "dipole",
                            DIPOLEConfig(**TINY).replace(num_candidates=2), _settings(50), **QUIET)
-    rows = evaluate_population(pop, episodes=3, num_envs=2)
+    rows = evaluate_population(pop, episodes=3, num_envs=2)  # two rounds of episodes, the second one short
     for i, m in enumerate(members):
         alone = evaluate_agent(pop.member(i), m.task, 3, seed=m.seed, num_envs=2)
         for key in ("success", "return", "length", "omega", "num_candidates"):
@@ -121,21 +121,21 @@ def test_batched_evaluation_equals_evaluating_each_member_alone(tmp_path, pop_da
 def test_population_resume_after_a_kill_is_exact(tmp_path, pop_data):
     members = members_of(TASKS[:2], [0, 1])
     config = DIPOLEConfig(**TINY)
-    straight = train_population(str(tmp_path / "a"), members, pop_data[0], "dipole", config, _settings(200),
+    straight = train_population(str(tmp_path / "a"), members, pop_data[0], "dipole", config, _settings(100),
                                 **QUIET)
-    # a killed run: its last checkpoint is at step 100 (save_every 100), the process died later
+    # a killed run: its last checkpoint is at step 50, the process died later
     run = str(tmp_path / "b")
-    train_population(run, members, pop_data[0], "dipole", config, _settings(100), **QUIET)
-    resumed = train_population(run, members, pop_data[0], "dipole", config, _settings(200, save_every=100),
+    train_population(run, members, pop_data[0], "dipole", config, _settings(50), **QUIET)
+    resumed = train_population(run, members, pop_data[0], "dipole", config, _settings(100, save_every=50),
                                resume=True, **QUIET)
     for x, y in zip(jax.tree_util.tree_leaves(straight.agents), jax.tree_util.tree_leaves(resumed.agents)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     loaded, header = load_population(run)
-    assert header["step"] == 200 and loaded.members == members
+    assert header["step"] == 100 and loaded.members == members
     for x, y in zip(jax.tree_util.tree_leaves(loaded.agents), jax.tree_util.tree_leaves(resumed.agents)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     rows = [r.split(",")[:3] for r in open(os.path.join(run, "metrics.csv")).read().splitlines()[1:]]
-    assert [int(r[0]) for r in rows] == [s for s in range(50, 201, 50) for _ in members]
+    assert [int(r[0]) for r in rows] == [s for s in (50, 100) for _ in members]
 
 
 def test_resume_with_other_members_is_refused(tmp_path, pop_data):
@@ -173,7 +173,7 @@ def test_memory_estimate_grows_as_data_once_plus_members(pop_data):
     assert population_memory(agent, 10, 1000, 64, devices=2)["total_bytes"] == ten["total_bytes"] + 1000
 
 
-@pytest.mark.parametrize("agent_name", ["dipole", "fql", "iql"])
+@pytest.mark.parametrize("agent_name", ["dipole", "fql"])
 def test_memory_estimate_covers_what_xla_allocates(agent_name):
     """The estimate per member is at least what XLA's own analysis of one compiled update needs, and not 20x more."""
     agent_cls, config_cls = get_agent(agent_name)
@@ -212,3 +212,15 @@ def test_population_class_checks_sampling_arguments(pop_data, tmp_path):
     assert isinstance(pop, Population)
     with pytest.raises(UsageError, match="no greediness knob"):
         pop.sample_actions(np.zeros((1, 2, pop.agents.obs_dim)), jax.numpy.stack([jax.random.PRNGKey(0)]), omega=1.0)
+
+
+def test_dipole_train_from_python_takes_tasks_and_seeds(tmp_path, per_task):
+    import dipole
+
+    tasks = TASKS[1:3]
+    pop = dipole.train(str(tmp_path), tasks, [per_task[t][0] for t in tasks], "bc",
+                       get_agent("bc")[1]().replace(**TINY), _settings(50), seeds=[4, 7], **QUIET)
+    assert pop.members == members_of(tasks, [4, 7]) and len(pop) == 4
+    single = dipole.train(str(tmp_path / "one"), tasks[0], per_task[tasks[0]][0], "bc",
+                          get_agent("bc")[1]().replace(**TINY), _settings(50, seed=7), **QUIET)
+    _leaves_close(pop.member(1).params, single.params)

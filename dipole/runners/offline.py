@@ -120,14 +120,8 @@ def train(
     val_dataset: Dataset | None = None,
     logging: LogSettings | None = None,
     overwrite: bool = False,
-    seeds: list[int] | None = None,
 ):
     """Train an agent offline on `dataset`; evaluate on `env_name` every `eval_every` steps and at the end.
-
-    A population: `seeds` (a list) trains every seed as one compiled program; `env_name` may then be a list of
-    tasks that share observations and actions, with `dataset` (and `val_dataset`) a list of their datasets, one
-    per task (or a `PopulationData`). Every (task, seed) pair is a member; the result is a `Population` whose
-    `member(i)` equals that (task, seed) trained alone. See `dipole.runners.population`.
 
     The run folder is this process's alone while it trains (a second process is refused). A folder holding an
     earlier run is refused unless `resume` (continue it: seed, data and config must match) or `overwrite` (delete
@@ -135,14 +129,6 @@ def train(
     as `val/...` columns of metrics.csv. Returns the agent.
     """
     settings = settings or TrainSettings()
-    if seeds is not None or not isinstance(env_name, str):
-        from dipole.runners.population import as_population_data, members_of, train_population
-
-        tasks = [env_name] if isinstance(env_name, str) else list(env_name)
-        data = as_population_data(tasks, dataset)
-        val = as_population_data(tasks, val_dataset) if val_dataset is not None else None
-        return train_population(run_dir, members_of(tasks, [settings.seed] if seeds is None else seeds), data,
-                                agent_name, config, settings, resume, log, val, logging, overwrite)
     agent_cls, config_cls = get_agent(agent_name)
     config = config or config_cls()
     with open_run_folder(run_dir, resume, overwrite, log):

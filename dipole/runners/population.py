@@ -318,6 +318,19 @@ def check_population_fits(memory: dict, free: int | None = None) -> None:
             + " or smaller networks (--preset small)")
 
 
+def use_cpu_cores() -> None:
+    """Give JAX one CPU device per core (unless the user chose a number), so a population trained on the CPU is
+    split over the cores; a single run uses the first device as before. Only possible before JAX starts; the CLI
+    calls it first thing. From Python: `jax.config.update("jax_num_cpu_devices", os.cpu_count())` before any JAX
+    work, or set JAX_NUM_CPU_DEVICES."""
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+    except RuntimeError:  # JAX's backends already started (e.g. main() called twice in one process)
+        pass
+
+
 def member_mesh(num_members: int):
     """(mesh or None, padded size): members are split over min(#devices, #members) devices of the default backend,
     padded to a multiple of that number."""
@@ -364,6 +377,26 @@ def population_eval_envs(population: Population, episodes: int, num_envs: int | 
 
 
 # ---------------------------------------------------------------------------------------------- training
+def train(run_dir: str, env_name, dataset, agent_name: str = "dipole", config=None,
+          settings: TrainSettings | None = None, resume: bool = False, log=print, val_dataset=None,
+          logging: LogSettings | None = None, overwrite: bool = False, seeds: list[int] | None = None):
+    """`dipole.train`: a single run (`dipole.runners.offline.train`), or a population when `seeds` is a list or
+    `env_name` a list of tasks that share observations and actions, with `dataset` (and `val_dataset`) one
+    Dataset per task or a PopulationData. Every (task, seed) pair is a member; a population returns a
+    `Population` whose `member(i)` equals that (task, seed) trained alone."""
+    from dipole.runners.offline import train as train_one
+
+    settings = settings or TrainSettings()
+    if seeds is None and isinstance(env_name, str):
+        return train_one(run_dir, env_name, dataset, agent_name, config, settings, resume, log, val_dataset,
+                         logging, overwrite)
+    tasks = [env_name] if isinstance(env_name, str) else list(env_name)
+    data = as_population_data(tasks, dataset)
+    val = as_population_data(tasks, val_dataset) if val_dataset is not None else None
+    return train_population(run_dir, members_of(tasks, [settings.seed] if seeds is None else seeds), data,
+                            agent_name, config, settings, resume, log, val, logging, overwrite)
+
+
 def _resume_fields(agent_name, members, config, data: PopulationData, val: PopulationData | None) -> dict:
     return {"agent": agent_name, "members": [[m.task, m.seed] for m in members],
             "dataset_fingerprints": dict(zip(data.tasks, data.fingerprints)),

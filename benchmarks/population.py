@@ -1,0 +1,136 @@
+"""Populations against single runs on this machine, printed as JSON: one object per (size, agent).
+
+A single run (`dipole.runners.offline.train_chunk`, the loop `dipole train` compiles) and a population of
+tasks x seeds members (`dipole.runners.population.population_chunk`, what `dipole train --seeds` and `dipole
+bench` compile) update on the same synthetic data, shaped like OGBench's cube-double (40-dim observations,
+5-dim actions, 5 tasks' reward columns). Each is compiled first, then timed for --seconds.
+
+    single_updates_per_s       updates per second of one run alone
+    population_updates_per_s   member-updates per second of the whole population (members x updates / s)
+    speedup                    population_updates_per_s / single_updates_per_s: how much faster one program
+                               trains all members than training them one after another
+JAX gets one CPU device per core, as the CLI gives it; the population is split over the devices.
+
+    python benchmarks/population.py [--sizes small,paper] [--agents dipole] [--tasks 5] [--seeds 2] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from dipole.runners.population import use_cpu_cores
+
+use_cpu_cores()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dipole.agents import get_agent  # noqa: E402
+from dipole.agents.presets import SIZE_PRESETS  # noqa: E402
+from dipole.runners.offline import train_chunk  # noqa: E402
+from dipole.runners.population import (  # noqa: E402
+    _pad,
+    _place,
+    create_members,
+    member_mesh,
+    members_of,
+    population_chunk,
+    population_memory,
+    unstack,
+)
+from dipole.seeding import stream_key  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from throughput import matmul_peak  # noqa: E402
+
+
+def rate(fn, state, updates_per_call: int, seconds: float) -> tuple[float, object]:
+    """Calls of fn(state) -> state until `seconds` pass (at least 2) -> (calls x updates_per_call / s, state)."""
+    state = jax.block_until_ready(fn(state))  # warm up
+    n, start = 0, time.perf_counter()
+    while n < 2 or time.perf_counter() - start < seconds:
+        state = fn(state)
+        n += 1
+    jax.block_until_ready(state)
+    return n * updates_per_call / (time.perf_counter() - start), state
+
+
+def measure(agent_name: str, size: str, tasks: int, seeds: int, rows: int, chunk: int, seconds: float) -> dict:
+    agent_cls, config_cls = get_agent(agent_name)
+    config = config_cls().replace(**SIZE_PRESETS[size])
+    r = np.random.default_rng(0)
+    obs_dim, act_dim = 40, 5
+    data = {"observations": r.normal(size=(rows, obs_dim)).astype(np.float32),
+            "actions": r.uniform(-1, 1, (rows, act_dim)).astype(np.float32),
+            "next_observations": r.normal(size=(rows, obs_dim)).astype(np.float32),
+            "rewards": -(r.uniform(size=(rows, tasks)) > 0.1).astype(np.float32),
+            "masks": np.ones((rows, tasks), np.float32)}
+
+    # one run alone, on the first device, as `dipole train` runs it
+    single = {**{k: data[k] for k in ("observations", "actions", "next_observations")},
+              "rewards": data["rewards"][:, 0], "masks": data["masks"][:, 0]}
+    single = jax.device_put(single)
+    agent = agent_cls.create(0, data["observations"][:1], data["actions"][:1], config)
+    key = stream_key(0, "data")
+    t0 = time.perf_counter()
+    step = train_chunk.lower(agent, single, key, chunk, config.batch_size).compile()
+    single_compile = time.perf_counter() - t0
+    single_rate, _ = rate(lambda a: step(a, single, key)[0], agent, chunk, seconds)
+    del single
+
+    # the population: tasks x seeds members split over the devices, as `dipole train --seeds` / `dipole bench`
+    members = members_of([f"task{i}" for i in range(tasks)], range(seeds))
+    mesh, padded = member_mesh(len(members))
+    agents = create_members(agent_name, config, members, data["observations"][:1], data["actions"][:1])
+    memory = population_memory(unstack(agents, 0), padded, sum(v.nbytes for v in data.values()), config.batch_size,
+                               1 if mesh is None else mesh.size)
+    keys = jnp.stack([stream_key(m.seed, "data") for m in members])
+    task_idx = jnp.asarray([int(m.task[4:]) for m in members], jnp.int32)
+    agents, keys, task_idx = (_place(_pad(x, padded), mesh, split=True) for x in (agents, keys, task_idx))
+    dev_data = _place(data, mesh, split=False)
+    t0 = time.perf_counter()
+    pstep = population_chunk.lower(agents, dev_data, keys, task_idx, chunk, config.batch_size).compile()
+    pop_compile = time.perf_counter() - t0
+    pop_rate, _ = rate(lambda a: pstep(a, dev_data, keys, task_idx)[0], agents, chunk, seconds)
+    pop_rate *= len(members)  # member-updates (padding members are not counted)
+    return {
+        "agent": agent_name, "size": size, "actor_hidden_dims": list(config.actor_hidden_dims),
+        "batch_size": config.batch_size, "dataset_rows": rows, "updates_per_call": chunk,
+        "single_updates_per_s": round(single_rate, 1),
+        "population_size": len(members), "population_tasks": tasks, "population_seeds": seeds,
+        "population_padded_to": padded, "population_devices": 1 if mesh is None else mesh.size,
+        "population_updates_per_s": round(pop_rate, 1),
+        "speedup": round(pop_rate / single_rate, 2),
+        "compile_s": {"single": round(single_compile, 1), "population": round(pop_compile, 1)},
+        "population_memory_estimate_gib": round(memory["total_bytes"] / 2**30, 3),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="small,paper")
+    p.add_argument("--agents", default="dipole")
+    p.add_argument("--tasks", type=int, default=5, help="tasks (reward columns) in the population")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per task")
+    p.add_argument("--rows", type=int, default=100_000, help="transitions in the synthetic dataset")
+    p.add_argument("--chunk", type=int, default=100, help="updates per compiled call (as --log-every)")
+    p.add_argument("--seconds", type=float, default=10.0, help="time spent per measurement")
+    args = p.parse_args()
+    devices = jax.devices()
+    head = {"device": str(devices[0]), "device_kind": devices[0].device_kind, "devices": len(devices),
+            "backend": jax.default_backend(), "jax": jax.__version__, "machine": platform.machine(),
+            "cpu_cores": os.cpu_count(), "matmul_1024_gflop_per_s": round(matmul_peak(2.0), 1)}
+    for size in args.sizes.split(","):
+        for agent in args.agents.split(","):
+            print(json.dumps({**head, **measure(agent, size, args.tasks, args.seeds, args.rows, args.chunk,
+                                                args.seconds)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
