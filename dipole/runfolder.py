@@ -25,7 +25,7 @@ LOCK_NAME = ".lock"
 # What runs write into their folder (files, folders, globs); `--overwrite` removes exactly these.
 RUN_FILES = ("config.json", "metrics.csv", "eval.csv", "episodes.csv", "summary.json", "result.json",
              "learning_curve.png", "finetune_curve.png", "omega_sweep.json", "omega_sweep.png", "eval-step[0-9]*-[0-9]*.*",
-             "checkpoints", "tb", "wandb")
+             "checkpoints", "members", "tb", "wandb")
 
 _held: dict[str, list] = {}  # lock path -> [fd, depth]
 

@@ -91,6 +91,10 @@ def restore(header: dict, state: dict, config: AgentConfig | None = None) -> Age
     """Rebuild the agent a checkpoint describes; `config` may replace the saved one if the network shapes agree."""
     from flax.serialization import from_state_dict
 
+    if "members" in header:
+        raise UsageError(f"this checkpoint holds a population of {len(header['members'])} {header['agent']} agents, "
+                         "not one agent; use a member's own checkpoint (RUN/members/TASK-seedS.dpl, or agent.dpl in a "
+                         "bench run folder) or dipole.runners.population.load_population")
     agent_cls, config_cls = get_agent(header["agent"])
     config = config or config_cls.from_dict(header["config"])
     template = agent_cls.create(

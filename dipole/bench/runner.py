@@ -176,7 +176,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
         tag = hashlib.blake2b(json.dumps([[m.task, m.seed] for m in group]).encode(), digest_size=4).hexdigest()
         pop_dir = os.path.join(out_dir, "populations", f"{agent_name}-{len(group)}-{tag}")
         data, val = load_population_data(tasks, _load_task(suite, train_file))
-        done = _finished_population(out_dir, agent_name, group, config, suite.steps)
+        done = _finished_population(out_dir, agent_name, group, config, suite.steps, data)
         if done is not None:
             pop, pop_dir = done
             log(f"{agent_name}: evaluating {len(group)} finished member(s) of the population in {pop_dir}")
@@ -208,7 +208,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                                "population": pop_dir})
 
 
-def _finished_population(out_dir, agent_name, group, config, steps):
+def _finished_population(out_dir, agent_name, group, config, steps, data):
     """(the members `group` of a population of this agent and config trained to `steps` earlier, its folder) or
     None: a run whose result.json was deleted is evaluated again from its population, not retrained."""
     root = os.path.join(out_dir, "populations")
@@ -218,12 +218,16 @@ def _finished_population(out_dir, agent_name, group, config, steps):
         if not files:
             continue
         try:
-            header = read_header(files[-1])
-        except CheckpointError:
+            if read_header(files[-1]).get("step") != steps:
+                continue
+            pop, header = load_population(files[-1])  # the newest file itself, checksum verified
+        except (CheckpointError, UsageError):
             continue
-        have = [Member(t, int(s)) for t, s in header.get("members", [])]
-        if header.get("step") == steps and header.get("config") == json.loads(json.dumps(config.to_dict())) and set(group) <= set(have):
-            pop, _ = load_population(folder)
+        have = pop.members
+        same_data = all(header.get("dataset_fingerprints", {}).get(t) == f
+                        for t, f in zip(data.tasks, data.fingerprints))
+        if (header.get("agent") == agent_name and header.get("config") == json.loads(json.dumps(config.to_dict()))
+                and same_data and set(group) <= set(have)):
             idx = [have.index(m) for m in group]
             return Population(take(pop.agents, idx), group), folder
     return None

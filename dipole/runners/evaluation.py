@@ -51,35 +51,50 @@ def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]
     lengths = [[] for _ in range(members)]
     stats = [{} for _ in range(members)]  # statistics an env reports in info['episode_stats'] at the end
     has_success = [False] * members
-    np.random.seed(stream_seed(seeds[0], "eval"))  # for any env that draws from numpy's global RNG on reset
+    # numpy's global RNG (OGBench's mazes draw reset noise from it): each member keeps its own state, seeded as a
+    # single evaluation seeds it, and draws from it in the order it would alone
+    rng_states = []
+    for s in seeds:
+        np.random.seed(stream_seed(s, "eval"))
+        rng_states.append(np.random.get_state())
     keys = jax.numpy.stack([stream_key(s, "eval") for s in seeds])
     split = jax.jit(jax.vmap(jax.random.split))
     next_episode = 0
     while next_episode < episodes:
         batch = min(num_envs, episodes - next_episode)
-        obs = np.stack([np.stack([envs[m][i].reset(seed=stream_seed(seeds[m], "eval", next_episode + i))[0]
-                                  for i in range(num_envs)]) for m in range(members)]).astype(np.float32)
+        obs = []
+        for m in range(members):
+            np.random.set_state(rng_states[m])
+            obs.append(np.stack([envs[m][i].reset(seed=stream_seed(seeds[m], "eval", next_episode + i))[0]
+                                 for i in range(num_envs)]))
+            rng_states[m] = np.random.get_state()
+        obs = np.stack(obs).astype(np.float32)
         active = np.zeros((members, num_envs), bool)
         active[:, :batch] = True
         ep_ret = np.zeros((members, num_envs))
         ep_len = np.zeros((members, num_envs), int)
         ep_succ = np.zeros((members, num_envs))
         while active.any():
+            live = active.any(axis=1)
             both = split(keys)
-            keys, subs = both[:, 0], both[:, 1]
-            actions = np.asarray(act_fn(obs, subs))
-            for m, i in zip(*np.nonzero(active)):
-                o, r, term, trunc, info = envs[m][i].step(actions[m, i])
-                obs[m, i] = o
-                ep_ret[m, i] += r
-                ep_len[m, i] += 1
-                if "success" in info:
-                    has_success[m] = True
-                    ep_succ[m, i] = float(info["success"])
-                if term or trunc:
-                    active[m, i] = False
-                    for k, v in info.get("episode_stats", {}).items():
-                        stats[m].setdefault(k, []).append(float(v))
+            # a member's key advances only while it has an episode running, as it would alone
+            keys = jax.numpy.where(live[:, None], both[:, 0], keys)
+            actions = np.asarray(act_fn(obs, both[:, 1]))
+            for m in np.nonzero(live)[0]:
+                np.random.set_state(rng_states[m])
+                for i in np.nonzero(active[m])[0]:
+                    o, r, term, trunc, info = envs[m][i].step(actions[m, i])
+                    obs[m, i] = o
+                    ep_ret[m, i] += r
+                    ep_len[m, i] += 1
+                    if "success" in info:
+                        has_success[m] = True
+                        ep_succ[m, i] = float(info["success"])
+                    if term or trunc:
+                        active[m, i] = False
+                        for k, v in info.get("episode_stats", {}).items():
+                            stats[m].setdefault(k, []).append(float(v))
+                rng_states[m] = np.random.get_state()
         for m in range(members):
             returns[m] += list(ep_ret[m, :batch])
             successes[m] += list(ep_succ[m, :batch])

@@ -63,6 +63,8 @@ class PopulationData:
         first = datasets[0]
         for task, ds in zip(tasks[1:], datasets[1:]):
             for key in SHARED_KEYS:
+                if ds[key] is first[key]:  # a task reduced to its columns already holds the first task's arrays
+                    continue
                 if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
                     raise DatasetError(f"{ds.name} ({task}): field '{key}' differs from {first.name} ({tasks[0]}); "
                                        "the tasks of a population must share observations, actions and next "
@@ -98,6 +100,8 @@ class _Columns:
 
     def __init__(self, ds: Dataset, first: Dataset):
         for key in SHARED_KEYS:
+            if ds[key] is first[key]:
+                continue
             if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
                 raise DatasetError(f"{ds.name}: field '{key}' differs from {first.name}; the tasks of a population "
                                    "must share observations, actions and next observations, so train them "
@@ -136,6 +140,9 @@ def load_population_data(tasks: list[str], load_one) -> tuple[PopulationData, Po
     for task in tasks[1:]:
         ds, val = load_one(task)
         rest.append(_Columns(ds, first))
+        if (val is None) != (first_val is None):
+            raise UsageError(f"{task} {'has no' if val is None else 'has a'} validation split but {tasks[0]} "
+                             f"{'has one' if val is None else 'has none'}; a population needs the same for every task")
         if first_val is not None:
             rest_val.append(_Columns(val, first_val))
     data = PopulationData(tasks, [first, *rest])
@@ -293,9 +300,10 @@ def population_memory(agent, members: int, data_bytes: int, batch_size: int, dev
     work = batch_size * 4 * widths * passes * 4
     per_member = state + work
     total = (data_bytes + val_bytes) * devices + per_member * members
+    per_device = data_bytes + val_bytes + per_member * math.ceil(members / devices)
     return {"data_bytes": int(data_bytes + val_bytes), "devices": int(devices), "state_bytes": int(state),
             "work_bytes": int(work), "per_member_bytes": int(per_member), "members": int(members),
-            "total_bytes": int(total)}
+            "total_bytes": int(total), "per_device_bytes": int(per_device)}
 
 
 def _gib(b: float) -> str:
@@ -303,17 +311,20 @@ def _gib(b: float) -> str:
 
 
 def check_population_fits(memory: dict, free: int | None = None) -> None:
-    """Refuse, before compiling, a population whose estimated memory exceeds 90% of what the device has free."""
+    """Refuse, before compiling, a population whose estimated memory on one device (the data, and that device's
+    share of the members) exceeds 90% of what the device has free."""
     free = device_memory_free() if free is None else free
-    if memory["total_bytes"] > MEMORY_HEADROOM * free:
-        fit = int((MEMORY_HEADROOM * free - memory["data_bytes"] * memory["devices"]) // memory["per_member_bytes"])
+    devices = memory["devices"]
+    if memory["per_device_bytes"] > MEMORY_HEADROOM * free:
+        fit = int((MEMORY_HEADROOM * free - memory["data_bytes"]) // memory["per_member_bytes"]) * devices
+        where = "the device has" if devices == 1 else f"each of the {devices} devices has"
         raise UsageError(
-            f"a population of {memory['members']} members needs about {_gib(memory['total_bytes'])} (data "
-            f"{_gib(memory['data_bytes'])} x {memory['devices']} device(s) + {memory['members']} x "
-            f"{_gib(memory['per_member_bytes'])} per member) but the device has {_gib(free)} free; "
+            f"a population of {memory['members']} members needs about {_gib(memory['per_device_bytes'])} per device "
+            f"(data {_gib(memory['data_bytes'])} + {math.ceil(memory['members'] / devices)} x "
+            f"{_gib(memory['per_member_bytes'])} per member) but {where} {_gib(free)} free; "
             + (f"train at most {fit} members at a time (fewer seeds or tasks; `dipole bench --max-population "
                f"{fit}`)" if fit >= 1 else "not even one member fits beside the data" if
-               memory["data_bytes"] * memory["devices"] < MEMORY_HEADROOM * free else
+               memory["data_bytes"] < MEMORY_HEADROOM * free else
                "the data alone does not fit: use a smaller dataset")
             + " or smaller networks (--preset small)")
 
@@ -326,7 +337,8 @@ def use_cpu_cores() -> None:
     if "JAX_NUM_CPU_DEVICES" in os.environ or "host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     try:
-        jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        jax.config.update("jax_num_cpu_devices", cores or 1)
     except RuntimeError:  # JAX's backends already started (e.g. main() called twice in one process)
         pass
 
@@ -467,19 +479,18 @@ def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resu
         else:
             log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
     ex_obs, ex_act = data.shared["observations"][:1], data.shared["actions"][:1]
+    one = agent_cls.create(members[0].seed, ex_obs, ex_act, config)
+    one.check_sampling()  # a bad omega or K in the config fails now, not at the first evaluation
+    mesh, padded = member_mesh(len(members))
+    devices = 1 if mesh is None else mesh.size
+    memory = population_memory(one, padded, data.nbytes(), config.batch_size, devices,
+                               val_data.nbytes() if val_data is not None else 0)
+    check_population_fits(memory, memory_free)  # before the members are made, let alone compiled
     agents = create_members(agent_name, config, members, ex_obs, ex_act)
     if state is not None:
         from flax.serialization import from_state_dict
 
         agents = from_state_dict(agents, state["agent"])
-    agents.check_sampling()
-    one = unstack(agents, 0)
-
-    mesh, padded = member_mesh(len(members))
-    devices = 1 if mesh is None else mesh.size
-    memory = population_memory(one, padded, data.nbytes(), config.batch_size, devices,
-                               val_data.nbytes() if val_data is not None else 0)
-    check_population_fits(memory, memory_free)
 
     task_idx = np.array([data.task_index(m.task) for m in members], np.int32)
     data_keys = jnp.stack([stream_key(m.seed, "data") for m in members])
@@ -603,7 +614,6 @@ def load_population(path: str) -> tuple[Population, dict]:
     """A population checkpoint file, or the newest valid one in a population's run folder -> (Population, header)."""
     from flax.serialization import from_state_dict
 
-    from dipole.agents import get_agent as _get
     from dipole.storage import CheckpointError
 
     path = resolve_checkpoint(path)
@@ -611,7 +621,7 @@ def load_population(path: str) -> tuple[Population, dict]:
     if "members" not in header:
         raise UsageError(f"{path} is a single agent's checkpoint, not a population's; load it with dipole.load")
     members = [Member(t, int(s)) for t, s in header["members"]]
-    config = _get(header["agent"])[1].from_dict(header["config"])
+    config = get_agent(header["agent"])[1].from_dict(header["config"])
     template = create_members(header["agent"], config, members, np.zeros((1, header["obs_dim"]), np.float32),
                               np.zeros((1, header["action_dim"]), np.float32))
     try:
