@@ -82,7 +82,6 @@ def measure(agent_name: str, size: str, tasks: int, seeds: int, rows: int, chunk
     step = train_chunk.lower(agent, single, key, chunk, config.batch_size).compile()
     single_compile = time.perf_counter() - t0
     single_rate, _ = rate(lambda a: step(a, single, key)[0], agent, chunk, seconds)
-    del single
 
     # the population: tasks x seeds members split over the devices, as `dipole train --seeds` / `dipole bench`
     members = members_of([f"task{i}" for i in range(tasks)], range(seeds))
