@@ -370,67 +370,62 @@ def cmd_train(a):
 
     a.settings, a.logging = checked(TrainSettings, a.settings), checked(LogSettings, a.logging)
     config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
-    if a.seeds is not None:
-        return train_population_cli(a, config, parse_seeds(a.seeds))
-    run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seed{a.settings.seed}")
+    seeds = parse_seeds(a.seeds) if a.seeds is not None else None
+    tag = f"seed{a.settings.seed}" if seeds is None else f"seeds{'-'.join(map(str, seeds))}"
+    run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-{tag}")
     # before the data is read: a busy or used folder is refused at once (an --overwrite happens in train, once the
     # data has loaded)
     with open_run_folder(run_dir, a.resume, a.overwrite, delete=False):
         dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
         print(f"dataset: {dataset.summary()}"
               + (f"; validation split {len(val)} transitions" if val is not None else ""))
-        print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, {a.settings.steps} updates, evaluation "
-              f"every {a.settings.eval_every or 'never'} updates and at the end ({a.settings.eval_episodes} episodes)")
+        each = "" if seeds is None else f"seeds {seeds} as one population, "
+        print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, {each}{a.settings.steps} updates"
+              f"{'' if seeds is None else ' each'}, evaluation every {a.settings.eval_every or 'never'} updates and "
+              f"at the end ({a.settings.eval_episodes} episodes{'' if seeds is None else ' per member'})")
+        if seeds is not None:
+            return train_population_cli(a, run_dir, config, seeds, dataset, val)
         agent = train(run_dir, a.env, dataset, a.agent, config, a.settings, resume=a.resume, val_dataset=val,
                       logging=a.logging, overwrite=a.overwrite)
         finish_run(run_dir, a.env, agent)
 
 
-def train_population_cli(a, config, seeds):
+def train_population_cli(a, run_dir, config, seeds, dataset, val):
+    """`dipole train --seeds`: the population, each member's checkpoint and learning curve, summary.json."""
     import numpy as np
 
-    from dipole.runfolder import open_run_folder
     from dipole.runners.logging import read_csv
     from dipole.runners.plots import learning_curve
     from dipole.runners.population import PopulationData, export_members, members_of, train_population
     from dipole.storage import atomic_write_json
 
-    run_dir = a.run_dir or os.path.join("runs", f"{a.env}-{a.agent}-seeds{'-'.join(map(str, seeds))}")
-    with open_run_folder(run_dir, a.resume, a.overwrite, delete=False):
-        dataset, val = _load_training_data(a.env, a.dataset, a.download, a.clip_actions)
-        print(f"dataset: {dataset.summary()}"
-              + (f"; validation split {len(val)} transitions" if val is not None else ""))
-        print(f"run folder: {run_dir}; agent {a.agent}, preset {a.preset}, seeds {seeds} as one population, "
-              f"{a.settings.steps} updates each, evaluation every {a.settings.eval_every or 'never'} updates and at "
-              f"the end ({a.settings.eval_episodes} episodes per member)")
-        data = PopulationData([a.env], [dataset])
-        val_data = PopulationData([a.env], [val]) if val is not None else None
-        del dataset, val
-        pop = train_population(run_dir, members_of([a.env], seeds), data, a.agent, config, a.settings,
-                               resume=a.resume, val_data=val_data, logging=a.logging, overwrite=a.overwrite)
-        paths = export_members(pop, run_dir, data, lambda m: os.path.join(run_dir, "members",
-                                                                          f"{m.task}-seed{m.seed}.dpl"), val_data)
-        metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
-        evals = read_csv(os.path.join(run_dir, "eval.csv"))
-        members = []
-        for m, path in zip(pop.members, paths):
-            mine = lambda rows: [r for r in rows if r["task"] == m.task and int(r["seed"]) == m.seed]  # noqa: E731
-            learning_curve(mine(metrics), mine(evals), path.removesuffix(".dpl") + ".png",
-                           title=f"{m.task} seed {m.seed}")
-            members.append({"task": m.task, "seed": m.seed, "checkpoint": path,
-                            "final_train_metrics": (mine(metrics) or [None])[-1],
-                            "final_evaluation": (mine(evals) or [None])[-1]})
-        scores = [r["final_evaluation"]["success"] for r in members
-                  if r["final_evaluation"] and r["final_evaluation"].get("success") is not None]
-        atomic_write_json(os.path.join(run_dir, "summary.json"), {
-            "env": a.env, "agent": a.agent, "config": config.to_dict(), "steps": int(np.max(pop.agents.step)),
-            "members": members,
-            "success_mean_std": [float(np.mean(scores)), float(np.std(scores))] if scores else None})
-        if scores:
-            print(f"success over {len(scores)} seeds: {100 * np.mean(scores):.1f} ± {100 * np.std(scores):.1f} % "
-                  f"(per seed: {', '.join(f'{100 * x:.0f}' for x in scores)})")
-        print(f"wrote {run_dir}/: summary.json, config.json, metrics.csv, eval.csv, checkpoints/ (the population), "
-              f"members/ ({len(paths)} single-agent checkpoints with learning curves)")
+    data = PopulationData([a.env], [dataset])
+    val_data = PopulationData([a.env], [val]) if val is not None else None
+    pop = train_population(run_dir, members_of([a.env], seeds), data, a.agent, config, a.settings,
+                           resume=a.resume, val_data=val_data, logging=a.logging, overwrite=a.overwrite)
+    paths = export_members(pop, run_dir, data, lambda m: os.path.join(run_dir, "members",
+                                                                      f"{m.task}-seed{m.seed}.dpl"), val_data)
+    metrics = read_csv(os.path.join(run_dir, "metrics.csv"))
+    evals = read_csv(os.path.join(run_dir, "eval.csv"))
+    members = []
+    for m, path in zip(pop.members, paths):
+        mine = lambda rows: [r for r in rows if r["task"] == m.task and int(r["seed"]) == m.seed]  # noqa: E731
+        learning_curve(mine(metrics), mine(evals), path.removesuffix(".dpl") + ".png",
+                       title=f"{m.task} seed {m.seed}")
+        members.append({"task": m.task, "seed": m.seed, "checkpoint": path,
+                        "final_train_metrics": (mine(metrics) or [None])[-1],
+                        "final_evaluation": (mine(evals) or [None])[-1]})
+    scores = [r["final_evaluation"]["success"] for r in members
+              if r["final_evaluation"] and r["final_evaluation"].get("success") is not None]
+    atomic_write_json(os.path.join(run_dir, "summary.json"), {
+        "env": a.env, "agent": a.agent, "config": config.to_dict(), "steps": int(np.max(pop.agents.step)),
+        "members": members,
+        "success_mean_std": [float(np.mean(scores)), float(np.std(scores))] if scores else None})
+    if scores:
+        print(f"success over {len(scores)} seeds: {100 * np.mean(scores):.1f} ± {100 * np.std(scores):.1f} % "
+              f"(per seed: {', '.join(f'{100 * x:.0f}' for x in scores)})")
+    print(f"wrote {run_dir}/: summary.json, config.json, metrics.csv, eval.csv, checkpoints/ (the population), "
+          f"members/ ({len(paths)} single-agent checkpoints with learning curves)")
 
 
 def cmd_eval(a):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole.agents import get_agent, load_checkpoint
+from dipole.agents import get_agent, restore
 from dipole.agents.presets import SIZE_PRESETS
 from dipole.data.dataset import Dataset
 from dipole.errors import UsageError
@@ -24,7 +24,7 @@ from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.intervals import check_intervals
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.seeding import stream_key
-from dipole.storage import atomic_write_json, list_checkpoints, resolve_checkpoint
+from dipole.storage import atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint
 
 CPU_PAPER_WARN_STEPS = 100_000
 
@@ -108,6 +108,32 @@ def _resume_fields(agent_name, env_name, config, seed, dataset, val_dataset) -> 
             **{f"config.{k}": v for k, v in config.to_dict().items()}}
 
 
+def resume_point(run_dir: str, facts: dict, steps: int, log, population: bool = False):
+    """The newest valid checkpoint of `run_dir` to resume from -> (header, raw state, its step, run id), or None
+    (said) when the folder has none. Refused: a checkpoint of the other kind (a population's for a single run or
+    the reverse), one whose recorded `facts` (agent, data, seed or members, config) differ, another run's, or one
+    past `steps`."""
+    if not list_checkpoints(run_dir):
+        log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+        return None
+    path = resolve_checkpoint(run_dir, log=log)
+    header, state = read_checkpoint(path)
+    if ("members" in header) != population:
+        raise UsageError(f"--resume: {path} is a population's checkpoint; resume it with `dipole train --seeds`"
+                         if not population else
+                         f"--resume: {path} is a single run's checkpoint, not a population's; resume it with "
+                         "`dipole train` without --seeds, or choose another folder")
+    saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
+             **{f"config.{k}": v for k, v in header["config"].items()}}
+    check_resume(path, saved, facts)
+    check_run_id(run_dir, path, header)
+    step = int(header["step"])
+    if step > steps:
+        raise UsageError(f"--resume: {path} is at step {step}, past --steps {steps}; pass --steps {step} or more")
+    log(f"resuming {'the population ' if population else ''}from {path} at step {step}")
+    return header, state, step, header.get("run_id") or new_run_id()
+
+
 def train(
     run_dir: str,
     env_name: str,
@@ -139,25 +165,11 @@ def train(
 def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, resume, log, val_dataset, logging):
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     facts = _resume_fields(agent_name, env_name, config, settings.seed, dataset, val_dataset)
-    start_step = 0
-    agent = None
-    run_id = new_run_id()
-    if resume:
-        if list_checkpoints(run_dir):
-            path = resolve_checkpoint(run_dir, log=log)
-            agent, header = load_checkpoint(path)
-            saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
-                     **{f"config.{k}": v for k, v in header["config"].items()}}
-            check_resume(path, saved, facts)
-            check_run_id(run_dir, path, header)
-            run_id = header.get("run_id", run_id)
-            start_step = int(header["step"])
-            if start_step > settings.steps:
-                raise UsageError(f"--resume: {path} is at step {start_step}, past --steps {settings.steps}; pass "
-                                 f"--steps {start_step} or more")
-            log(f"resuming from {path} at step {start_step}")
-        else:
-            log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+    start_step, run_id, agent = 0, new_run_id(), None
+    found = resume_point(run_dir, facts, settings.steps, log) if resume else None
+    if found is not None:
+        header, state, start_step, run_id = found
+        agent = restore(header, state)
     if agent is None:
         agent = agent_cls.create(settings.seed, dataset["observations"][:1], dataset["actions"][:1], config)
     agent.check_sampling()  # a bad omega or K in the config fails now, not at the first evaluation

@@ -33,10 +33,10 @@ import numpy as np
 from dipole.agents import get_agent
 from dipole.data.dataset import Dataset, DatasetError
 from dipole.errors import UsageError
-from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
+from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import MAX_EVAL_ENVS, make_eval_envs, run_group_episodes
 from dipole.runners.logging import LogSettings, RunLogger
-from dipole.runners.offline import TrainSettings, cpu_warning, fmt_seconds, network_label
+from dipole.runners.offline import TrainSettings, cpu_warning, fmt_seconds, network_label, resume_point
 from dipole.seeding import stream_key
 from dipole.storage import atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
 
@@ -62,13 +62,7 @@ class PopulationData:
         self.tasks = list(tasks)
         first = datasets[0]
         for task, ds in zip(tasks[1:], datasets[1:]):
-            for key in SHARED_KEYS:
-                if ds[key] is first[key]:  # a task reduced to its columns already holds the first task's arrays
-                    continue
-                if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
-                    raise DatasetError(f"{ds.name} ({task}): field '{key}' differs from {first.name} ({tasks[0]}); "
-                                       "the tasks of a population must share observations, actions and next "
-                                       "observations (relabel one dataset per task), so train them separately")
+            _check_shared(ds, first, task, tasks[0])
         self.shared = {k: first[k] for k in SHARED_KEYS}
         self.rewards = np.stack([ds["rewards"] for ds in datasets], axis=1)
         self.masks = np.stack([ds["masks"] for ds in datasets], axis=1)
@@ -94,18 +88,23 @@ class PopulationData:
         return Dataset({**self.shared, "rewards": self.rewards[:, i], "masks": self.masks[:, i]}, name=self.names[i])
 
 
+def _check_shared(ds, first, task: str, first_task: str) -> None:
+    """Refuse a task whose observations, actions or next observations differ from the first task's."""
+    for key in SHARED_KEYS:
+        if ds[key] is first[key]:  # a task reduced to its columns already holds the first task's arrays
+            continue
+        if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
+            raise DatasetError(f"{ds.name} ({task}): field '{key}' differs from {first.name} ({first_task}); the "
+                               "tasks of a population must share observations, actions and next observations "
+                               "(relabel one dataset per task), so train them separately")
+
+
 class _Columns:
     """A task's dataset reduced to its reward and mask columns once its shared arrays are checked equal to the
     first task's (so only one copy of them is kept)."""
 
-    def __init__(self, ds: Dataset, first: Dataset):
-        for key in SHARED_KEYS:
-            if ds[key] is first[key]:
-                continue
-            if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
-                raise DatasetError(f"{ds.name}: field '{key}' differs from {first.name}; the tasks of a population "
-                                   "must share observations, actions and next observations, so train them "
-                                   "separately")
+    def __init__(self, ds: Dataset, first: Dataset, task: str, first_task: str):
+        _check_shared(ds, first, task, first_task)
         self.name = ds.name
         self._fingerprint = ds.fingerprint()
         self._summary = ds.summary()
@@ -139,12 +138,12 @@ def load_population_data(tasks: list[str], load_one) -> tuple[PopulationData, Po
     rest, rest_val = [], []
     for task in tasks[1:]:
         ds, val = load_one(task)
-        rest.append(_Columns(ds, first))
+        rest.append(_Columns(ds, first, task, tasks[0]))
         if (val is None) != (first_val is None):
             raise UsageError(f"{task} {'has no' if val is None else 'has a'} validation split but {tasks[0]} "
                              f"{'has one' if val is None else 'has none'}; a population needs the same for every task")
         if first_val is not None:
-            rest_val.append(_Columns(val, first_val))
+            rest_val.append(_Columns(val, first_val, task, tasks[0]))
     data = PopulationData(tasks, [first, *rest])
     return data, (PopulationData(tasks, [first_val, *rest_val]) if first_val is not None else None)
 
@@ -459,25 +458,9 @@ def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resu
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     facts = _resume_fields(agent_name, members, config, data, val_data)
     start_step, run_id, state = 0, new_run_id(), None
-    if resume:
-        if list_checkpoints(run_dir):
-            path = resolve_checkpoint(run_dir, log=log)
-            header, state = read_checkpoint(path)
-            if "members" not in header:
-                raise UsageError(f"--resume: {path} is a single run's checkpoint, not a population's; resume it "
-                                 "with `dipole train` without --seeds, or choose another folder")
-            saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
-                     **{f"config.{k}": v for k, v in header["config"].items()}}
-            check_resume(path, saved, facts)
-            check_run_id(run_dir, path, header)
-            run_id = header.get("run_id", run_id)
-            start_step = int(header["step"])
-            if start_step > settings.steps:
-                raise UsageError(f"--resume: {path} is at step {start_step}, past --steps {settings.steps}; pass "
-                                 f"--steps {start_step} or more")
-            log(f"resuming the population from {path} at step {start_step}")
-        else:
-            log(f"--resume: no checkpoint in {run_dir}; starting from scratch")
+    found = resume_point(run_dir, facts, settings.steps, log, population=True) if resume else None
+    if found is not None:
+        _, state, start_step, run_id = found
     ex_obs, ex_act = data.shared["observations"][:1], data.shared["actions"][:1]
     one = agent_cls.create(members[0].seed, ex_obs, ex_act, config)
     one.check_sampling()  # a bad omega or K in the config fails now, not at the first evaluation
@@ -545,10 +528,15 @@ def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resu
         if bad:
             raise FloatingPointError(f"non-finite training metrics at step {step}: {bad[:4]}; lower config.lr or "
                                      "check data")
+        periodic = settings.eval_every and step % settings.eval_every == 0
+        evaluate = settings.eval_episodes and (periodic or step == settings.steps)
+        save = step % settings.save_every == 0 or step == settings.steps
+        if dev_val is not None or evaluate or save:  # the real members, without the padding
+            population = Population(take(run_agents, real), members)
         val = None
         if dev_val is not None:
             keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(val_keys, step)
-            val = jax.device_get(population_validation(take(run_agents, real), dev_val, keys, jnp.asarray(val_idx),
+            val = jax.device_get(population_validation(population.agents, dev_val, keys, jnp.asarray(val_idx),
                                                        config.batch_size))
         elapsed = round(time.time() - t_start, 3)
         for i, m in enumerate(members):
@@ -558,16 +546,14 @@ def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resu
                 row.update({f"val/{k}": float(v[i]) for k, v in val.items()})
             logger.log("metrics", row, tag=f"{m.task}/seed{m.seed}")
         bar.set_postfix(q=f"{np.mean(info.get('q_loss', np.nan)):.3g}", refresh=False)
-        population = Population(take(run_agents, real), members)
-        periodic = settings.eval_every and step % settings.eval_every == 0
-        if settings.eval_episodes and (periodic or step == settings.steps):
+        if evaluate:
             eval_envs = eval_envs or population_eval_envs(population, settings.eval_episodes)
             rows = evaluate_population(population, settings.eval_episodes, envs=eval_envs)
             for m, res in zip(members, rows):
                 logger.log("eval", {"step": step, "task": m.task, "seed": m.seed, **res},
                            tag=f"{m.task}/seed{m.seed}")
             bar.write(f"step {step}: " + _eval_line(members, rows))
-        if step % settings.save_every == 0 or step == settings.steps:
+        if save:
             header = {k: v for k, v in facts.items() if not k.startswith("config.") and k != "agent"}
             save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
                             lambda path: save_population(path, population, run_id=run_id, **header))
