@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from dipole.envs import make_env
@@ -33,6 +35,14 @@ def run_episodes(
     return run_group_episodes(group_act, [envs], episodes, [seed])[0]
 
 
+@functools.cache
+def _split_keys():
+    """One compiled split of every member's key (made once per process, not per evaluation)."""
+    import jax
+
+    return jax.jit(jax.vmap(jax.random.split))
+
+
 def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]) -> list[dict]:
     """Episodes of several policies at once (a population's members): member m runs `episodes` episodes in its
     own environments `envs[m]` (all members the same number E of them) with seed `seeds[m]`, and every step's
@@ -58,7 +68,6 @@ def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]
         np.random.seed(stream_seed(s, "eval"))
         rng_states.append(np.random.get_state())
     keys = jax.numpy.stack([stream_key(s, "eval") for s in seeds])
-    split = jax.jit(jax.vmap(jax.random.split))
     next_episode = 0
     while next_episode < episodes:
         batch = min(num_envs, episodes - next_episode)
@@ -76,7 +85,7 @@ def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]
         ep_succ = np.zeros((members, num_envs))
         while active.any():
             live = active.any(axis=1)
-            both = split(keys)
+            both = _split_keys()(keys)
             # a member's key advances only while it has an episode running, as it would alone
             keys = jax.numpy.where(live[:, None], both[:, 0], keys)
             actions = np.asarray(act_fn(obs, both[:, 1]))
