@@ -194,7 +194,10 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         omega: tuple[float, ...] = DEFAULT_OMEGAS
         """Greediness values to evaluate."""
         num_candidates: tuple[int, ...] = (1, 32)
-        """Rejection-sampling K values to evaluate."""
+        """Candidate counts K to evaluate (1: no selection)."""
+        selection: tuple[str, ...] = ("argmax",)
+        """Selection rules evaluated at each K > 1: argmax (rejection sampling by min Q) and, for dipole, tilt
+        (K candidates from pi+, one resampled with probability ∝ exp(omega·beta·G))."""
         episodes: int = 50
         """Episodes per (omega, K)."""
         env: Optional[str] = None
@@ -337,8 +340,11 @@ def finish_run(run_dir, env_name, agent, sweep_rows=None, extra=None, plot=True,
     }
     if sweep_rows is not None:
         summary["omega_sweep"] = sweep_rows
+        from dipole.runners.evaluation import row_selection
+
+        head_sel = agent.selection_of() if agent.config.num_candidates > 1 else None
         head = [r for r in sweep_rows if r["omega"] == agent.config.omega
-                and r["num_candidates"] == agent.config.num_candidates]
+                and r["num_candidates"] == agent.config.num_candidates and row_selection(r) == head_sel]
         summary["headline"] = head[0] if head else None
     atomic_write_json(os.path.join(run_dir, "summary.json"), summary)
     names = ["summary.json", "config.json", "metrics.csv", "eval.csv", "episodes.csv", "learning_curve.png",
@@ -455,16 +461,21 @@ def cmd_eval(a):
         raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl")
     if not omegas or not candidates:
         raise UsageError("--omega and --num-candidates need at least one value each")
+    selections = list(a.selection)
+    if not selections:
+        raise UsageError("--selection needs at least one value (argmax, tilt)")
     for w in omegas:  # every value is checked before the first evaluation
         for k in candidates:
-            agent.check_sampling(omega=w, num_candidates=k)
+            for sel in selections:
+                agent.check_sampling(omega=w, num_candidates=k, selection=sel)
     env_name = a.env or header["env"]
     out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
     stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
     rows = run_sweep(agent, env_name, stem, omegas, candidates, a.episodes, a.seed,
-                     title=f"{env_name} @ step {header['step']}")
-    print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1)))
+                     title=f"{env_name} @ step {header['step']}", selections=selections)
+    print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1),
+                             agent.selection_of()))
     print(f"wrote {stem}.json and {stem}.png")
 
 

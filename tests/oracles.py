@@ -57,3 +57,53 @@ def bandit_transitions(n: int, seed: int = 0) -> dict:
         "masks": np.ones(m, np.float32),
         "advantages": a[:, 0].copy(),
     }
+
+
+# --------------------------------------------------------------------------- a 2-D bandit with a learned critic
+# Behaviour: three Gaussian modes (std 0.15) inside [-1, 1]^2; reward r(a) non-linear in both action dims. The data
+# carries only rewards (masks 0, one state), so an agent's critic must learn Q = r and V = an expectile of r.
+MODES_2D = ((-0.5, -0.4), (0.5, -0.4), (0.0, 0.5))
+MODE_STD_2D = 0.15
+
+
+def reward_2d(a: np.ndarray) -> np.ndarray:
+    """r(a) for actions (..., 2): a ridge in a0 times a slope in a1, so the best actions lie inside modes, not at
+    the box's corners."""
+    return np.sin(3.0 * a[..., 0]) * 0.5 + 0.5 * a[..., 1] - 0.5 * a[..., 1] ** 2
+
+
+def bandit2d_density(grid_xy: np.ndarray) -> np.ndarray:
+    """mu on points (N, 2), normalised over them (a regular grid)."""
+    mu = sum(np.exp(-0.5 * (((grid_xy - np.asarray(m)) / MODE_STD_2D) ** 2).sum(-1)) for m in MODES_2D)
+    return mu / mu.sum()
+
+
+def bandit2d_transitions(n: int, seed: int = 0) -> dict:
+    """One-state bandit data (observation 0) with rewards r(a) and masks 0: no advantage is given."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(MODES_2D)[rng.integers(3, size=n)] + MODE_STD_2D * rng.normal(size=(n, 2))
+    a = a[np.all(np.abs(a) <= 1.0, axis=1)].astype(np.float32)
+    m = len(a)
+    return {
+        "observations": np.zeros((m, 1), np.float32),
+        "next_observations": np.zeros((m, 1), np.float32),
+        "actions": a,
+        "rewards": reward_2d(a).astype(np.float32),
+        "masks": np.zeros(m, np.float32),
+    }
+
+
+def grid_2d(n: int = 161) -> np.ndarray:
+    g = np.linspace(-1, 1, n)
+    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+
+
+def expectile(values: np.ndarray, weights: np.ndarray, tau: float) -> float:
+    """The tau-expectile of a discrete distribution (values, weights summing to 1), by bisection."""
+    lo, hi = float(values.min()), float(values.max())
+    for _ in range(100):
+        m = 0.5 * (lo + hi)
+        d = values - m
+        grad = (weights * np.where(d > 0, tau, 1 - tau) * d).sum()
+        lo, hi = (m, hi) if grad > 0 else (lo, m)
+    return 0.5 * (lo + hi)

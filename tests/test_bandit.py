@@ -120,7 +120,7 @@ def test_rejection_sampling_raises_advantage(trained_agent):
     sample_fn = lambda o, noise: flow.euler_sample(trained_agent.guided_velocity_fn(0.0), o, noise, 20)
     score_fn = lambda o, a: a[:, 0]
     obs = np.zeros((5000, 1), np.float32)
-    best = np.asarray(flow.best_of_candidates(sample_fn, score_fn, jax.random.PRNGKey(0), obs, 8, 1))[:, 0]
-    plain = np.asarray(flow.best_of_candidates(sample_fn, score_fn, jax.random.PRNGKey(0), obs, 1, 1))[:, 0]
+    best = np.asarray(flow.select_candidates(sample_fn, score_fn, jax.random.PRNGKey(0), obs, 8, 1))[:, 0]
+    plain = np.asarray(flow.select_candidates(sample_fn, score_fn, jax.random.PRNGKey(0), obs, 1, 1))[:, 0]
     # E[max of 8 draws] exceeds E[one draw] by well over 0.2 for this spread (std of pi+ is ~0.5).
     assert best.mean() > plain.mean() + 0.2, (best.mean(), plain.mean())

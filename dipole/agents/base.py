@@ -26,7 +26,7 @@ class AgentConfig:
 
     agent: ClassVar[str] = "base"
     # Fields that only change how actions are sampled, so they may differ from training in `dipole eval`.
-    INFERENCE_FIELDS: ClassVar[tuple] = ("flow_steps", "omega", "num_candidates")
+    INFERENCE_FIELDS: ClassVar[tuple] = ("flow_steps", "omega", "num_candidates", "selection")
     # Fields that fix the networks' shapes: a checkpoint can only be loaded with the values it was trained with.
     SHAPE_FIELDS: ClassVar[tuple] = ("actor_hidden_dims", "value_hidden_dims", "num_qs", "shared_actor")
 
@@ -125,6 +125,7 @@ class Agent(flax.struct.PyTreeNode):
 
     ranks_candidates: ClassVar[bool] = False  # whether a critic can rank K > 1 candidate actions
     has_temperature: ClassVar[bool] = False  # whether the policy is a distribution with a temperature (Gaussian)
+    tilts_candidates: ClassVar[bool] = False  # whether selection='tilt' applies (needs beta and an advantage)
 
     # ------------------------------------------------------------------ learning
     def apply_loss(self, loss_fn, *args, **changes):
@@ -143,7 +144,7 @@ class Agent(flax.struct.PyTreeNode):
 
     # ------------------------------------------------------------------ acting
     def check_sampling(self, omega: float | None = None, num_candidates: int | None = None,
-                       temperature: float | None = None) -> tuple[float, int]:
+                       temperature: float | None = None, selection: str | None = None) -> tuple[float, int]:
         """Refuse sampling arguments (or config values, for those left None) this agent cannot use -> (omega, K)."""
         cfg = self.config
         if omega is not None and not hasattr(cfg, "omega"):
@@ -161,19 +162,43 @@ class Agent(flax.struct.PyTreeNode):
             raise UsageError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
         if k > 1 and not self.ranks_candidates:
             raise UsageError(f"agent '{cfg.agent}' does not rank candidate actions by a critic; use num_candidates=1")
+        self.selection_of(selection)
         return omega, k
 
+    def selection_of(self, selection: str | None = None) -> str:
+        """The candidate selection rule to use: `selection`, or the config's (agents without one use 'argmax')."""
+        from dipole.nn.flow import SELECTIONS
+
+        sel = getattr(self.config, "selection", "argmax") if selection is None else selection
+        if sel not in SELECTIONS:
+            raise UsageError(f"selection must be one of {', '.join(SELECTIONS)}, got {sel!r}")
+        if sel == "tilt" and not self.tilts_candidates:
+            raise UsageError(f"agent '{self.config.agent}' has no advantage temperature to tilt candidates by; "
+                             "selection='tilt' applies to dipole (use 'argmax')")
+        return sel
+
+    def sampling_extras(self, temperature: float | None = None, selection: str | None = None) -> dict:
+        """The agent-specific keyword arguments of `_sample` (temperature for Gaussian policies, selection for
+        agents that tilt candidates)."""
+        extra = {}
+        if self.has_temperature:
+            extra["temperature"] = jnp.float32(temperature or 0.0)
+        if self.tilts_candidates:
+            extra["selection"] = self.selection_of(selection)
+        return extra
+
     def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None,
-                       temperature: float | None = None):
-        """Actions in [-1, 1] for observations (D,) or (B, D); omega and K default to the config's values.
+                       temperature: float | None = None, selection: str | None = None):
+        """Actions in [-1, 1] for observations (D,) or (B, D); omega, K and selection default to the config's values.
 
         `temperature` (Gaussian policies only, e.g. IQL): 0 acts with the mean (evaluation, the default), 1 samples
-        the policy as trained (acting online)."""
-        omega, k = self.check_sampling(omega, num_candidates, temperature)
+        the policy as trained (acting online). `selection` ('argmax' or 'tilt', dipole only) is how one of K > 1
+        candidates is kept: see `dipole.nn.flow.select_candidates`."""
+        omega, k = self.check_sampling(omega, num_candidates, temperature, selection)
         obs = jnp.asarray(obs, jnp.float32)
         single = obs.ndim == 1
-        extra = {"temperature": jnp.float32(temperature or 0.0)} if self.has_temperature else {}
-        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k, **extra)
+        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k,
+                               **self.sampling_extras(temperature, selection))
         return actions[0] if single else actions
 
     # ------------------------------------------------------------------ saving

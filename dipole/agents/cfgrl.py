@@ -109,7 +109,7 @@ class CFGRLAgent(Agent):
     def _sample(self, obs, rng, omega, num_candidates: int):
         sample_fn = lambda o, noise: flow.euler_sample(self.guided_velocity_fn(omega), o, noise, self.config.flow_steps)
         score_fn = lambda o, a: jnp.min(self.q_net.apply(self.params["q"], o, a), axis=0)
-        return flow.best_of_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim)
+        return flow.select_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim)
 
 
 def get_config() -> CFGRLConfig:

@@ -3,7 +3,8 @@
 Two flow policies share the data: v+ is fitted with weights w = sigmoid(beta * G), v- with 1 - w, where
 G = min_i Q_i(s, a) - V(s) comes from an IQL critic. At sampling time
     v = v- + (1 + omega) (v+ - v-)
-samples pi_omega ∝ mu * sigmoid(beta G) * exp(omega * beta * G): omega (greediness) is an inference knob.
+is a greediness knob at inference (a monotone one; it does not sample mu * sigmoid(beta G) * exp(omega * beta * G)
+exactly, see docs/algorithm.md). Candidate selection with selection='tilt' does converge to that target as K grows.
 """
 
 from __future__ import annotations
@@ -47,11 +48,16 @@ class DIPOLEConfig(AgentConfig):
     omega: float = 1.0
     """Greediness at evaluation, fixed in advance per task (0 samples pi+)."""
     num_candidates: int = 32
-    """Rejection sampling over K guided candidates by min Q; 1 turns it off."""
+    """Candidates per state kept by `selection`; 1 turns selection off (plain guided sampling at omega)."""
+    selection: str = "argmax"
+    """How one of K > 1 candidates is kept: 'argmax' (rejection sampling: K guided candidates, the highest min Q)
+    or 'tilt' (K candidates from pi+, one resampled with probability ∝ exp(omega * beta * G), G normalised as in
+    training: samples mu * sigmoid(beta G) * exp(omega * beta * G) as K grows)."""
 
 
 class DIPOLEAgent(Agent):
     ranks_candidates = True
+    tilts_candidates = True
 
     params: Any  # {'actor': ..., 'q': ..., 'v': ...}
     target_q: Any
@@ -74,6 +80,8 @@ class DIPOLEAgent(Agent):
         config = config or DIPOLEConfig()
         if config.adv_norm not in ADV_NORMS:
             raise UsageError(f"config.adv_norm must be one of {ADV_NORMS}, got {config.adv_norm!r}")
+        if config.selection not in flow.SELECTIONS:
+            raise UsageError(f"config.selection must be one of {flow.SELECTIONS}, got {config.selection!r}")
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         action_dim = int(ex_actions.shape[-1])
         actor = PolarVelocityFields(config.actor_hidden_dims, action_dim, shared=config.shared_actor)
@@ -178,11 +186,43 @@ class DIPOLEAgent(Agent):
 
         return fn
 
+    def sampling_advantage(self, obs, actions):
+        """G(s, a) = min_i Q_i(s, a) - V(s) as the policies were weighted by it (divided by the running std of G
+        when config.adv_norm = 'running_std')."""
+        g = critic.advantage(self.q_values(self.params["q"], obs, actions), self.v_net.apply(self.params["v"], obs))
+        count = jnp.maximum(self.step, 1)
+        return self.normalised_advantage(g, self.adv_mean_ema, self.adv_var_ema, count)
+
+    @partial(jax.jit, static_argnames=("num_candidates", "selection"))
+    def _sample(self, obs, rng, omega, num_candidates: int, selection: str = "argmax"):
+        tilt = selection == "tilt" and num_candidates > 1
+        # 'tilt' draws its candidates from pi+ and puts omega into the resampling weights instead of the guidance
+        guidance = jnp.zeros_like(omega) if tilt else omega
+        sample_fn = lambda o, noise: flow.euler_sample(self.guided_velocity_fn(guidance), o, noise,
+                                                       self.config.flow_steps)
+        if tilt:
+            score_fn = self.sampling_advantage
+        else:  # argmax: min Q ranks a state's candidates as G does (V(s) and the std are shared by all of them)
+            score_fn = lambda o, a: jnp.min(self.q_values(self.params["q"], o, a), axis=0)
+        return flow.select_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim, selection,
+                                      omega * self.config.beta)
+
     @partial(jax.jit, static_argnames=("num_candidates",))
-    def _sample(self, obs, rng, omega, num_candidates: int):
-        sample_fn = lambda o, noise: flow.euler_sample(self.guided_velocity_fn(omega), o, noise, self.config.flow_steps)
-        score_fn = lambda o, a: jnp.min(self.q_values(self.params["q"], o, a), axis=0)
-        return flow.best_of_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim)
+    def candidates(self, obs, rng, omega, num_candidates: int):
+        """What candidate selection sees, for diagnosis: for each state (B, D), K candidates from the guided
+        sampler at omega and K from pi+, with their min Q and G (normalised as in training), and the effective
+        sample size of the tilt weights exp(omega * beta * G) over the pi+ candidates."""
+        batch = obs.shape[0]
+        tiled = jnp.repeat(obs, num_candidates, axis=0)
+        noise = jax.random.normal(rng, (batch * num_candidates, self.action_dim))
+        out = {}
+        for name, w in (("guided", omega), ("pos", jnp.zeros_like(omega))):
+            a = flow.euler_sample(self.guided_velocity_fn(w), tiled, noise, self.config.flow_steps)
+            q = jnp.min(self.q_values(self.params["q"], tiled, a), axis=0)
+            out[name] = {"actions": a.reshape(batch, num_candidates, -1), "q": q.reshape(batch, num_candidates),
+                         "adv": self.sampling_advantage(tiled, a).reshape(batch, num_candidates)}
+        out["tilt_ess"] = flow.effective_sample_size(omega * self.config.beta * out["pos"]["adv"])
+        return out
 
 
 def get_config() -> DIPOLEConfig:

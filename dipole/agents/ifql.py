@@ -77,7 +77,7 @@ class IFQLAgent(Agent):
         velocity = lambda o, x, t: self.actor_net.apply(self.params["actor"], o, x, t)
         sample_fn = lambda o, noise: flow.euler_sample(velocity, o, noise, self.config.flow_steps)
         score_fn = lambda o, a: jnp.min(self.q_net.apply(self.params["q"], o, a), axis=0)
-        return flow.best_of_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim)
+        return flow.select_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim)
 
 
 def get_config() -> IFQLConfig:

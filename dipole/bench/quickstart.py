@@ -53,15 +53,18 @@ def _quickstart(run_dir, episodes, steps, lr, eval_episodes, omegas, candidates,
     agent = train(run_dir, QUICKSTART_TASK, dataset, "dipole", config, settings, resume=resume,
                   val_dataset=val_dataset)
     train_s = time.time() - t1
-    print(f"[3/3] omega sweep {list(omegas)} x K {list(candidates)}, {eval_episodes} episodes each ...", flush=True)
+    selections = tuple(dict.fromkeys(("argmax", config.selection)))  # the headline's rule, beside rejection sampling
+    print(f"[3/3] omega sweep {list(omegas)} x K {list(candidates)} (selection {', '.join(selections)}), "
+          f"{eval_episodes} episodes each ...", flush=True)
     rows = run_sweep(agent, QUICKSTART_TASK, os.path.join(run_dir, "omega_sweep"), list(omegas), list(candidates),
-                     eval_episodes, seed, title=f"{QUICKSTART_TASK}, {steps} updates")
+                     eval_episodes, seed, title=f"{QUICKSTART_TASK}, {steps} updates", selections=selections)
     if finish is not None:
         finish(run_dir, QUICKSTART_TASK, agent, rows,
                {"dataset": info, "train_seconds": train_s, "total_seconds": time.time() - t0})
     print()
     print(f"DIPOLE on {QUICKSTART_TASK} ({len(dataset)} transitions, {steps} updates, seed {seed})")
-    print(format_sweep_table(rows, config.omega, config.num_candidates))
-    print(f"headline: omega={config.omega:g} (fixed in advance), K={config.num_candidates}; "
+    print(format_sweep_table(rows, config.omega, config.num_candidates, config.selection))
+    print(f"headline: omega={config.omega:g} (fixed in advance), K={config.num_candidates}"
+          f"{', ' + config.selection if config.num_candidates > 1 else ''}; "
           f"total {time.time() - t0:.0f}s")
     return rows

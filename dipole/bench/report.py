@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from dipole.runners.evaluation import row_selection, setting_label
+
 
 def _unit(summary: dict) -> str:
     return "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
@@ -40,9 +42,9 @@ def markdown_tables(summary: dict) -> str:
         if not rows:
             continue
         lines += ["", f"Omega sweep for `{a}` (category average {unit}, each point its own evaluation; "
-                      "not used for the headline):", "", "| omega | K | score |", "|---:|---:|---:|"]
-        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {_cell(r['score'], seeds=summary['seeds'])} |"
-                  for r in rows]
+                      "not used for the headline):", "", "| omega | K | selection | score |", "|---:|---:|---|---:|"]
+        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {row_selection(r) or '-'} | "
+                  f"{_cell(r['score'], seeds=summary['seeds'])} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -68,10 +70,11 @@ def bench_plots(summary: dict, out_dir: str) -> None:
     axes[0].legend(fontsize=8)
     for a in agents:
         rows = summary["agents"][a]["omega_sweep"]
-        for k in sorted({r["num_candidates"] for r in rows}):
-            sel = [r for r in rows if r["num_candidates"] == k]
+        for k, how in sorted({(r["num_candidates"], row_selection(r) or "") for r in rows}):
+            sel = [r for r in rows if r["num_candidates"] == k and (row_selection(r) or "") == how]
             axes[1].errorbar([r["omega"] for r in sel], [r["score"][0] for r in sel],
-                             yerr=[r["score"][1] for r in sel], marker="o", capsize=3, label=f"{a}, K={k}")
+                             yerr=[r["score"][1] for r in sel], marker="o", capsize=3,
+                             label=f"{a}, {setting_label(k, how or None)}")
     axes[1].set_xlabel("omega")
     axes[1].set_ylabel(f"category {unit}")
     axes[1].set_title("omega sweep (separate from the headline)")

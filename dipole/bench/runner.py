@@ -24,7 +24,7 @@ from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.errors import RunFolderError, UsageError
 from dipole.runfolder import check_resume, claimed, remove_entries
-from dipole.runners.evaluation import evaluate_agent, omega_sweep
+from dipole.runners.evaluation import evaluate_agent, omega_sweep, row_selection, sweep_settings
 from dipole.runners.offline import TrainSettings, train
 from dipole.runners.population import (
     Member,
@@ -133,7 +133,7 @@ def _run(suite, agents, seeds, out_dir, workers, log, overrides, population=Fals
         sweep = None
         if "omega" in fields:
             sweep = omega_sweep(agent, task, list(suite.sweep_omegas), list(suite.sweep_candidates),
-                                suite.eval_episodes, seed=seed)
+                                suite.eval_episodes, seed=seed, selections=_selections(suite, agent))
         atomic_write_json(result_path, {"task": task, "agent": agent_name, "seed": seed, "steps": suite.steps,
                                         "headline": headline, "omega_sweep": sweep, "config": config.to_dict()})
     return aggregate(suite, agents, seeds, out_dir)
@@ -189,16 +189,21 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                        val)
         envs = population_eval_envs(pop, suite.eval_episodes)
         t0 = time.time()
-        headline = evaluate_population(pop, suite.eval_episodes, envs=envs)
         sweeps = [[] for _ in group]
         if "omega" in config.to_dict():
-            for k in suite.sweep_candidates:
-                for w in suite.sweep_omegas:
-                    for i, row in enumerate(evaluate_population(pop, suite.eval_episodes, omega=w, num_candidates=k,
-                                                                envs=envs)):
-                        sweeps[i].append(row)
-        log(f"evaluated {len(group)} members x {1 + len(sweeps[0])} settings x {suite.eval_episodes} episodes in "
-            f"{time.time() - t0:.0f} s")
+            for w, k, sel in sweep_settings(suite.sweep_omegas, suite.sweep_candidates,
+                                            _selections(suite, pop.agents)):
+                for i, row in enumerate(evaluate_population(pop, suite.eval_episodes, omega=w, num_candidates=k,
+                                                            envs=envs, selection=sel)):
+                    sweeps[i].append(row)
+        # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
+        head_key = (config.omega if hasattr(config, "omega") else None, getattr(config, "num_candidates", 1),
+                    pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
+        same = [i for i, r in enumerate(sweeps[0]) if (r["omega"], r["num_candidates"], row_selection(r)) == head_key]
+        headline = ([per[same[0]] for per in sweeps] if same
+                    else evaluate_population(pop, suite.eval_episodes, envs=envs))
+        log(f"evaluated {len(group)} members x {len(sweeps[0]) + (not same)} settings x {suite.eval_episodes} "
+            f"episodes in {time.time() - t0:.0f} s")
         for e in (e for per in envs for e in per):
             e.close()
         for m, head, sweep in zip(group, headline, sweeps):
@@ -206,6 +211,11 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                               {"task": m.task, "agent": agent_name, "seed": m.seed, "steps": suite.steps,
                                "headline": head, "omega_sweep": sweep or None, "config": config.to_dict(),
                                "population": pop_dir})
+
+
+def _selections(suite, agent) -> tuple:
+    """The suite's sweep selection rules this agent can use ('tilt' needs an agent that tilts candidates)."""
+    return tuple(s for s in suite.sweep_selections if s == "argmax" or agent.tilts_candidates)
 
 
 def _finished_population(out_dir, agent_name, group, config, steps, data):
@@ -268,14 +278,14 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                 scores.append(_score(suite, r["headline"]))
                 per_seed.setdefault(seed, []).append(scores[-1])
                 for row in r["omega_sweep"] or []:
-                    sweeps.setdefault((row["omega"], row["num_candidates"]), {}).setdefault(seed, []).append(
-                        _score(suite, row))
+                    key = (row["omega"], row["num_candidates"], row_selection(row) or "")
+                    sweeps.setdefault(key, {}).setdefault(seed, []).append(_score(suite, row))
             per_task[task] = _mean_std(scores) if scores else None
         complete = [np.mean(v) for v in per_seed.values() if len(v) == len(suite.tasks)]
         category = _mean_std(complete) if complete else None
-        sweep_rows = [{"omega": w, "num_candidates": k, "score": _mean_std([np.mean(v) for v in by_seed.values()
-                                                                              if len(v) == len(suite.tasks)])}
-                      for (w, k), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][0]))
+        sweep_rows = [{"omega": w, "num_candidates": k, "selection": sel or None,
+                       "score": _mean_std([np.mean(v) for v in by_seed.values() if len(v) == len(suite.tasks)])}
+                      for (w, k, sel), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][2], x[0][0]))
                       if any(len(v) == len(suite.tasks) for v in by_seed.values())]
         results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows}
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,

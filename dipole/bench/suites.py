@@ -23,10 +23,12 @@ class Suite:
     overrides: dict = field(default_factory=dict)  # config overrides for every agent that has the field
     sweep_omegas: tuple = (0.0, 0.5, 1.0, 2.0, 4.0)
     sweep_candidates: tuple = (1, 32)
+    sweep_selections: tuple = ("argmax", "tilt")  # rules evaluated at each K > 1 (agents without 'tilt' skip it)
     log_every: int = 1000
     data_dir: str | None = None  # None: <out>/data; the paper-scale suites use ~/.ogbench/data
     source: str = "ogbench"  # 'ogbench' (dataset = an OGBench dataset) or 'dmc' (dataset = a DMC domain)
     data_steps: int | None = None  # dmc: exploratory transitions to collect
+    role: str = ""  # 'development' (rules may be studied and chosen here) or 'test' (run once, rules frozen before)
 
     @property
     def category(self) -> str:
@@ -46,12 +48,23 @@ def _tasks(dataset: str) -> tuple:
 SUITES = {
     # ~1 hour for DIPOLE with 2 seeds on 2 CPU cores: 5 pointmaze tasks, 200-episode dataset, 40k updates, 3x128.
     "ogbench-mini": Suite("ogbench-mini", "pointmaze-medium-navigate-v0", _tasks("pointmaze-medium-navigate-v0"),
-                          episodes=200, steps=40_000, preset="small", eval_episodes=10, overrides={"lr": 1e-3}),
+                          episodes=200, steps=40_000, preset="small", eval_episodes=10, overrides={"lr": 1e-3},
+                          role="development"),
     # Paper scale (GPU): full published datasets, 4x512, 1M updates, 50 evaluation episodes per task.
     **{
         f"ogbench-{cat}": Suite(f"ogbench-{cat}", f"{cat}-v0", _tasks(f"{cat}-v0"), episodes=None, steps=1_000_000,
                                 preset="paper", eval_episodes=50, data_dir="~/.ogbench/data")
         for cat in ("cube-single-play", "cube-double-play", "scene-play", "puzzle-3x3-play")
+    },
+    # Manipulation on 2 CPU cores (OGBench's own play protocol, 200 episodes instead of 1000): 5 tasks x 4 seeds as one
+    # population per agent in about 30 minutes. cube-single is a development suite, cube-double and scene are test
+    # suites (see docs/protocol.md).
+    **{
+        f"{cat}-mini": Suite(f"{cat}-mini", f"{cat}-play-v0", _tasks(f"{cat}-play-v0"), episodes=200, steps=steps,
+                             preset="small", eval_episodes=10, overrides={"lr": 1e-3}, sweep_omegas=(0.0, 1.0, 2.0),
+                             role=role)
+        for cat, steps, role in (("cube-single", 15_000, "development"), ("cube-double", 15_000, "test"),
+                                 ("scene", 15_000, "test"))
     },
     # For tests and smoke runs: one task, a handful of updates.
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),

@@ -1,4 +1,4 @@
-"""Flow matching pieces shared by every flow agent: interpolation, loss, guided Euler sampler, rejection sampling.
+"""Flow matching pieces shared by every flow agent: interpolation, loss, guided Euler sampler, candidate selection.
 
 Conventions (as FQL/CFGRL): x0 ~ N(0, I) is noise, x1 is the data action, t ~ U[0, 1],
 x_t = (1 - t) x0 + t x1, and the target velocity is x1 - x0.
@@ -45,16 +45,39 @@ def euler_sample(velocity_fn: Callable, obs, noise, num_steps: int):
     return jnp.clip(x, -1.0, 1.0)
 
 
-def best_of_candidates(sample_fn: Callable, score_fn: Callable, rng, obs, num_candidates: int, action_dim: int):
-    """Draw `num_candidates` actions per state with sample_fn(obs, noise) and keep the argmax of score_fn(obs, a).
+SELECTIONS = ("argmax", "tilt")
+
+
+def select_candidates(sample_fn: Callable, score_fn: Callable, rng, obs, num_candidates: int, action_dim: int,
+                      selection: str = "argmax", log_scale=1.0):
+    """Draw `num_candidates` actions per state with sample_fn(obs, noise) and keep one, chosen by score_fn(obs, a):
+
+    - 'argmax' keeps the highest score (rejection sampling as in IFQL and DIPOLE's headline rows);
+    - 'tilt' resamples one with probability proportional to exp(log_scale * score) (self-normalised importance
+      resampling: if the candidates come from p, the choice samples p * exp(log_scale * score) as K grows; argmax
+      is its log_scale -> infinity limit).
 
     obs: (B, D). Returns (B, A). With num_candidates == 1 this is plain sampling (no scoring).
     """
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")  # callers check user input
     batch = obs.shape[0]
     if num_candidates == 1:
         return sample_fn(obs, jax.random.normal(rng, (batch, action_dim)))
+    if selection == "tilt":
+        rng, pick_rng = jax.random.split(rng)
     tiled = jnp.repeat(obs, num_candidates, axis=0)  # (B*K, D)
     actions = sample_fn(tiled, jax.random.normal(rng, (batch * num_candidates, action_dim)))
     scores = score_fn(tiled, actions).reshape(batch, num_candidates)
-    best = jnp.argmax(scores, axis=1)
-    return actions.reshape(batch, num_candidates, action_dim)[jnp.arange(batch), best]
+    if selection == "argmax":
+        pick = jnp.argmax(scores, axis=1)
+    else:
+        pick = jax.random.categorical(pick_rng, log_scale * scores, axis=1)
+    return actions.reshape(batch, num_candidates, action_dim)[jnp.arange(batch), pick]
+
+
+def effective_sample_size(log_weights):
+    """Kish's effective sample size (sum w)^2 / sum w^2 of importance weights exp(log_weights) over the last axis:
+    K for equal weights, 1 when one candidate takes all the weight."""
+    w = jax.nn.softmax(log_weights, axis=-1)
+    return 1.0 / jnp.sum(jnp.square(w), axis=-1)

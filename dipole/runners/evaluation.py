@@ -125,26 +125,55 @@ def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]
     return out
 
 
-def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, seed=0, envs=None, num_envs=None):
-    """Evaluate a flow agent at a given greediness and number of rejection-sampling candidates."""
+def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, seed=0, envs=None, num_envs=None,
+                   selection=None):
+    """Evaluate a flow agent at a given greediness, number of candidates and candidate selection rule."""
+    agent.check_sampling(omega, num_candidates, selection=selection)
 
     def act(obs, key):
-        return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates)
+        return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates, selection=selection)
 
     out = run_episodes(act, env_name, episodes, seed=seed, envs=envs, num_envs=num_envs)
     default_omega = getattr(agent.config, "omega", None)
     out["omega"] = (None if default_omega is None else float(default_omega)) if omega is None else float(omega)
     out["num_candidates"] = int(getattr(agent.config, "num_candidates", 1) if num_candidates is None else num_candidates)
+    out["selection"] = agent.selection_of(selection) if out["num_candidates"] > 1 else None
     return out
 
 
-def omega_sweep(agent, env_name, omegas, candidates, episodes, seed=0, progress=None) -> list[dict]:
-    """One evaluation per (omega, num_candidates); each row is reported separately, never maximised over."""
-    envs = make_eval_envs(env_name, episodes)
+def row_selection(row: dict) -> str | None:
+    """The selection rule of an evaluation row: None at K = 1; rows written before 'tilt' existed were 'argmax'."""
+    if int(row.get("num_candidates", 1)) <= 1:
+        return None
+    return row.get("selection") or "argmax"
+
+
+def setting_label(k: int, selection: str | None) -> str:
+    """How a (K, selection) curve is named in tables and plots."""
+    if k <= 1:
+        return "K=1 (no selection)"
+    return f"K={k}, {selection}" + (" (rejection sampling)" if selection == "argmax" else " (tilt resampling)")
+
+
+def sweep_settings(omegas, candidates, selections=("argmax",)) -> list[tuple]:
+    """The (omega, K, selection) rows of a sweep: every omega at K = 1 (no selection), and every omega with every
+    selection rule at each K > 1."""
     rows = []
     for k in candidates:
-        for w in omegas:
-            rows.append(evaluate_agent(agent, env_name, episodes, omega=w, num_candidates=k, seed=seed, envs=envs))
-            if progress:
-                progress(rows[-1])
+        for sel in (selections if k > 1 else (None,)):
+            rows += [(w, k, sel) for w in omegas]
+    return rows
+
+
+def omega_sweep(agent, env_name, omegas, candidates, episodes, seed=0, progress=None,
+                selections=("argmax",)) -> list[dict]:
+    """One evaluation per (omega, num_candidates, selection); each row is reported separately, never maximised
+    over."""
+    envs = make_eval_envs(env_name, episodes)
+    rows = []
+    for w, k, sel in sweep_settings(omegas, candidates, selections):
+        rows.append(evaluate_agent(agent, env_name, episodes, omega=w, num_candidates=k, seed=seed, envs=envs,
+                                   selection=sel))
+        if progress:
+            progress(rows[-1])
     return rows

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
+from dipole.runners.evaluation import row_selection, setting_label  # noqa: E402
+
 
 def _steps(value, _pos=None) -> str:
     """1500 -> '1.5k', 2000000 -> '2M'."""
@@ -102,10 +104,11 @@ def omega_sweep_plot(rows: list[dict], path: str, title: str = "", headline_omeg
     """Success rate and return against omega, one line per number of rejection-sampling candidates K."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     episodes = sorted({int(r.get("episodes", 1)) for r in rows})
-    for k in sorted({r["num_candidates"] for r in rows}):
-        sel = sorted((r for r in rows if r["num_candidates"] == k), key=lambda r: r["omega"] or 0.0)
+    for k, how in sorted({(r["num_candidates"], row_selection(r) or "") for r in rows}):
+        sel = sorted((r for r in rows if r["num_candidates"] == k and (row_selection(r) or "") == how),
+                     key=lambda r: r["omega"] or 0.0)
         om = [r["omega"] or 0.0 for r in sel]  # None: an agent without omega, drawn at 0
-        label = "K=1 (no rejection sampling)" if k == 1 else f"K={k} (rejection sampling)"
+        label = setting_label(k, how or None)
         if all(r["success"] is not None for r in sel):
             axes[0].errorbar(om, [100 * r["success"] for r in sel], yerr=[100 * _sem(r, "success") for r in sel],
                              marker="o", capsize=3, label=label)

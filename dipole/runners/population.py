@@ -200,15 +200,17 @@ class Population:
     def index(self, task: str, seed: int) -> int:
         return self.members.index(Member(task, int(seed)))
 
-    def sample_actions(self, obs, keys, omega: float | None = None, num_candidates: int | None = None):
+    def sample_actions(self, obs, keys, omega: float | None = None, num_candidates: int | None = None,
+                       selection: str | None = None):
         """obs (M, B, D), keys (M, 2) -> actions (M, B, A), member m acting as `member(m).sample_actions` would."""
-        omega, k = self.agents.check_sampling(omega, num_candidates)
-        return _population_sample(self.agents, jnp.asarray(obs, jnp.float32), keys, jnp.float32(omega), k)
+        omega, k = self.agents.check_sampling(omega, num_candidates, selection=selection)
+        return _population_sample(self.agents, jnp.asarray(obs, jnp.float32), keys, jnp.float32(omega), k,
+                                  self.agents.selection_of(selection))
 
 
-@partial(jax.jit, static_argnames=("num_candidates",))
-def _population_sample(agents, obs, keys, omega, num_candidates: int):
-    extra = {"temperature": jnp.float32(0.0)} if agents.has_temperature else {}
+@partial(jax.jit, static_argnames=("num_candidates", "selection"))
+def _population_sample(agents, obs, keys, omega, num_candidates: int, selection: str = "argmax"):
+    extra = agents.sampling_extras(0.0, selection)
     return jax.vmap(lambda ag, o, k: ag._sample(o, k, omega, num_candidates, **extra))(agents, obs, keys)
 
 
@@ -368,18 +370,20 @@ def _pad(tree, padded: int):
 
 # ---------------------------------------------------------------------------------------------- evaluation
 def evaluate_population(population: Population, episodes: int, omega=None, num_candidates=None,
-                        envs: list | None = None, num_envs: int | None = None) -> list[dict]:
+                        envs: list | None = None, num_envs: int | None = None, selection=None) -> list[dict]:
     """Evaluate every member on its own task in one batched run -> one result per member (as `evaluate_agent`)."""
     agents = population.agents
-    omega, k = agents.check_sampling(omega, num_candidates)
+    omega, k = agents.check_sampling(omega, num_candidates, selection=selection)
+    selection = agents.selection_of(selection)
     envs = envs or population_eval_envs(population, episodes, num_envs)
 
     def act(obs, keys):
-        return _population_sample(agents, jnp.asarray(obs), keys, jnp.float32(omega), k)
+        return _population_sample(agents, jnp.asarray(obs), keys, jnp.float32(omega), k, selection)
 
     rows = run_group_episodes(act, envs, episodes, [m.seed for m in population.members])
     has_omega = hasattr(agents.config, "omega")
-    return [{**r, "omega": float(omega) if has_omega else None, "num_candidates": int(k)} for r in rows]
+    return [{**r, "omega": float(omega) if has_omega else None, "num_candidates": int(k),
+             "selection": selection if k > 1 else None} for r in rows]
 
 
 def population_eval_envs(population: Population, episodes: int, num_envs: int | None = None) -> list[list]:
