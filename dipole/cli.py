@@ -195,11 +195,12 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Greediness values to evaluate."""
         num_candidates: tuple[int, ...] = (1, 32)
         """Candidate counts K to evaluate (1: no selection)."""
-        selection: tuple[str, ...] = ("argmax",)
+        selection: Optional[tuple[str, ...]] = None
         """Selection rules evaluated at each K > 1: argmax (rejection sampling by min Q) and, for dipole, tilt
-        (K candidates from pi+, one resampled with probability ∝ exp(omega·beta·G))."""
+        (K candidates from pi+, one resampled with probability ∝ exp(omega·beta·G)); default: argmax and the
+        checkpoint's own rule."""
         episodes: int = 50
-        """Episodes per (omega, K)."""
+        """Episodes per (omega, K, selection)."""
         env: Optional[str] = None
         """Environment; default: the one stored in the checkpoint."""
         seed: int = 0
@@ -461,9 +462,11 @@ def cmd_eval(a):
         raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl")
     if not omegas or not candidates:
         raise UsageError("--omega and --num-candidates need at least one value each")
-    selections = list(a.selection)
+    selections = list(dict.fromkeys(("argmax", agent.selection_of()))) if a.selection is None else list(a.selection)
     if not selections:
         raise UsageError("--selection needs at least one value (argmax, tilt)")
+    if all(k == 1 for k in candidates):
+        selections = ["argmax"]  # no selection happens at K = 1
     for w in omegas:  # every value is checked before the first evaluation
         for k in candidates:
             for sel in selections:

@@ -121,15 +121,18 @@ def test_eval_never_overwrites_an_earlier_sweep(trained, capsys):
     out = capsys.readouterr().out
     first, second = (os.path.join(trained, f"eval-step00000200-{n}") for n in (1, 2))
     rows = json.load(open(first + ".json"))
-    assert [(r["omega"], r["num_candidates"]) for r in rows] == [(0.0, 1), (2.0, 1), (0.0, 3), (2.0, 3)]
+    # the checkpoint's own rule (argmax) at each K > 1
+    assert [(r["omega"], r["num_candidates"], r["selection"]) for r in rows] == [(0.0, 1, None), (2.0, 1, None),
+                                                                                 (0.0, 3, "argmax"),
+                                                                                 (2.0, 3, "argmax")]
     assert os.path.exists(second + ".json") and os.path.exists(second + ".png")
     assert f"wrote {first}.json" in out and f"wrote {second}.json" in out
-    assert "| omega | K | success rate ± s.d. | return ± s.d. |" in out
+    assert "| omega | K | selection | success rate ± s.d. | return ± s.d. |" in out
 
 
 def test_eval_refuses_a_training_field(trained):
     with pytest.raises(SystemExit, match=r"error: --config.beta changes training, not sampling; `dipole eval` can "
-                                         r"change \['flow_steps', 'omega', 'num_candidates'\]"):
+                                         r"change \['flow_steps', 'omega', 'num_candidates', 'selection'\]"):
         main(["eval", "--checkpoint", trained, "--config.beta", "3"])
 
 

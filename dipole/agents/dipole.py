@@ -54,6 +54,12 @@ class DIPOLEConfig(AgentConfig):
     or 'tilt' (K candidates from pi+, one resampled with probability ∝ exp(omega * beta * G), G normalised as in
     training: samples mu * sigmoid(beta G) * exp(omega * beta * G) as K grows)."""
 
+    def __post_init__(self):  # refused when the config is made (e.g. from the command line), before any data loads
+        if self.adv_norm not in ADV_NORMS:
+            raise UsageError(f"config.adv_norm must be one of {', '.join(ADV_NORMS)}, got {self.adv_norm!r}")
+        if self.selection not in flow.SELECTIONS:
+            raise UsageError(f"config.selection must be one of {', '.join(flow.SELECTIONS)}, got {self.selection!r}")
+
 
 class DIPOLEAgent(Agent):
     ranks_candidates = True
@@ -78,10 +84,6 @@ class DIPOLEAgent(Agent):
     @classmethod
     def create(cls, seed: int, ex_obs, ex_actions, config: DIPOLEConfig | None = None):
         config = config or DIPOLEConfig()
-        if config.adv_norm not in ADV_NORMS:
-            raise UsageError(f"config.adv_norm must be one of {ADV_NORMS}, got {config.adv_norm!r}")
-        if config.selection not in flow.SELECTIONS:
-            raise UsageError(f"config.selection must be one of {flow.SELECTIONS}, got {config.selection!r}")
         ex_obs, ex_actions = as_batch2d(ex_obs), as_batch2d(ex_actions)
         action_dim = int(ex_actions.shape[-1])
         actor = PolarVelocityFields(config.actor_hidden_dims, action_dim, shared=config.shared_actor)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dipole.agents import build_config
+from dipole.agents import build_config, get_agent
 from dipole.bench.report import bench_plots, markdown_tables
 from dipole.bench.suites import SUITES, Suite
 from dipole.data.dmc import load_dmc
@@ -62,6 +62,8 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise UsageError(f"config field(s) {unknown} belong to none of the agents {agents}; valid: {sorted(known)}")
+    for agent in agents:  # a bad override value is refused here, before any data is made
+        _config(suite, agent, suite.tasks[0], overrides)
     out_dir = out_dir or os.path.join("runs", "bench", suite_name)
     with claimed(out_dir):
         if report_only:
@@ -236,11 +238,19 @@ def _finished_population(out_dir, agent_name, group, config, steps, data):
         have = pop.members
         same_data = all(header.get("dataset_fingerprints", {}).get(t) == f
                         for t, f in zip(data.tasks, data.fingerprints))
-        if (header.get("agent") == agent_name and header.get("config") == json.loads(json.dumps(config.to_dict()))
+        saved = _with_defaults(agent_name, header.get("config"))  # fields added since (e.g. selection) at defaults
+        if (header.get("agent") == agent_name and saved == json.loads(json.dumps(config.to_dict()))
                 and same_data and set(group) <= set(have)):
             idx = [have.index(m) for m in group]
             return Population(take(pop.agents, idx), group), folder
     return None
+
+
+def _with_defaults(agent_name: str, saved: dict | None) -> dict | None:
+    try:
+        return json.loads(json.dumps(get_agent(agent_name)[1].from_dict(saved).to_dict()))
+    except (UsageError, TypeError, AttributeError):
+        return saved
 
 
 def _run_dir(out_dir, task, agent, seed, *rest):

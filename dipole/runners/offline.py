@@ -239,7 +239,8 @@ def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, 
             logger.log("eval", {"step": step, **res})
             succ = "n/a" if res["success"] is None else f"{res['success']:.3f}"
             bar.write(f"step {step}: success {succ} return {res['return']:.2f} "
-                      f"(omega {res['omega']}, K {res['num_candidates']}, {res['episodes']} episodes)")
+                      f"(omega {res['omega']}, K {res['num_candidates']}{selection_note(res)}, "
+                      f"{res['episodes']} episodes)")
         if step % settings.save_every == 0 or step == settings.steps:
             save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
                             lambda path: agent.save(path, run_id=run_id, dataset_path=dataset.name,
@@ -248,3 +249,8 @@ def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, 
     bar.close()
     logger.close()
     return agent
+
+
+def selection_note(row: dict) -> str:
+    """', tilt' / ', argmax' after the K of an evaluation line (nothing at K = 1)."""
+    return f", {row['selection']}" if row.get("selection") else ""

@@ -90,7 +90,8 @@ def learning_curve(metrics: list[dict], evals: list[dict], path: str, title: str
         handles = _success_and_return(ax, evals, "")
         omega, k = evals[-1].get("omega"), int(evals[-1].get("num_candidates", 1))
         knob = "" if omega in (None, "") else f"omega={omega:g}, "
-        ax.set_title(f"evaluation ({knob}K={k}, {int(evals[-1]['episodes'])} episodes each)")
+        how = f" {evals[-1].get('selection') or 'argmax'}" if k > 1 else ""
+        ax.set_title(f"evaluation ({knob}K={k}{how}, {int(evals[-1]['episodes'])} episodes each)")
         _legend_below(ax, handles)
     else:
         ax.set_title("evaluation (none logged)")

@@ -36,7 +36,14 @@ from dipole.errors import UsageError
 from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import MAX_EVAL_ENVS, make_eval_envs, run_group_episodes
 from dipole.runners.logging import LogSettings, RunLogger
-from dipole.runners.offline import TrainSettings, cpu_warning, fmt_seconds, network_label, resume_point
+from dipole.runners.offline import (
+    TrainSettings,
+    cpu_warning,
+    fmt_seconds,
+    network_label,
+    resume_point,
+    selection_note,
+)
 from dipole.seeding import stream_key
 from dipole.storage import atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
 
@@ -584,7 +591,8 @@ def _eval_line(members, rows) -> str:
     metric = "success" if rows[0]["success"] is not None else "return"
     return f"{metric} " + ", ".join(f"{t.split('singletask-')[-1].removesuffix('-v0')} "
                                    f"{np.mean(v):.3g}" for t, v in by_task.items()) + \
-        f" (mean over seeds; omega {rows[0]['omega']}, K {rows[0]['num_candidates']}, {rows[0]['episodes']} episodes)"
+        f" (mean over seeds; omega {rows[0]['omega']}, K {rows[0]['num_candidates']}{selection_note(rows[0])}, " \
+        f"{rows[0]['episodes']} episodes)"
 
 
 def save_population(path: str, population: Population, **header) -> str:
