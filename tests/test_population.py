@@ -272,3 +272,21 @@ def test_single_agent_loaders_refuse_a_population_checkpoint(tmp_path, pop_data)
                      _settings(50), **QUIET)
     with pytest.raises(UsageError, match="holds a population of 1 bc agents"):
         dipole.load(str(tmp_path))
+
+
+def test_population_evaluation_holds_a_bounded_number_of_environments():
+    """An OGBench manipulation environment holds about 200 MB: a population of many members gets fewer environments
+    each (at least one), so that all of them together stay within MAX_POPULATION_EVAL_ENVS."""
+    from types import SimpleNamespace
+
+    from dipole.runners.population import MAX_POPULATION_EVAL_ENVS, Member, population_eval_envs
+
+    task = "pointmaze-medium-navigate-singletask-task1-v0"
+    few = SimpleNamespace(members=[Member(task, s) for s in range(2)])
+    many = SimpleNamespace(members=[Member(task, s) for s in range(MAX_POPULATION_EVAL_ENVS // 2 + 1)])
+    for pop, per_member in ((few, 10), (many, 1)):
+        envs = population_eval_envs(pop, 10)
+        assert [len(e) for e in envs] == [per_member] * len(pop.members)
+        for e in (e for per in envs for e in per):
+            e.close()
+    assert [len(e) for e in population_eval_envs(few, 10, num_envs=3)] == [3, 3]  # asked for: as asked

@@ -393,9 +393,15 @@ def evaluate_population(population: Population, episodes: int, omega=None, num_c
              "selection": selection if k > 1 else None} for r in rows]
 
 
+MAX_POPULATION_EVAL_ENVS = 32  # environments a population's evaluation holds at once, over all its members
+
+
 def population_eval_envs(population: Population, episodes: int, num_envs: int | None = None) -> list[list]:
-    """Each member's evaluation environments (as many as a single run of it uses, so episodes match)."""
-    return [make_eval_envs(m.task, episodes, num_envs or MAX_EVAL_ENVS) for m in population.members]
+    """Each member's evaluation environments: as many as a single run of it uses (so its episodes match that run's),
+    unless the population would then hold more than MAX_POPULATION_EVAL_ENVS at once (one OGBench manipulation
+    environment holds about 200 MB): then fewer per member, which changes the draw of episodes, not their number."""
+    per_member = num_envs or min(MAX_EVAL_ENVS, max(1, MAX_POPULATION_EVAL_ENVS // len(population.members)))
+    return [make_eval_envs(m.task, episodes, per_member) for m in population.members]
 
 
 # ---------------------------------------------------------------------------------------------- training
