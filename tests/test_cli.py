@@ -121,10 +121,9 @@ def test_eval_never_overwrites_an_earlier_sweep(trained, capsys):
     out = capsys.readouterr().out
     first, second = (os.path.join(trained, f"eval-step00000200-{n}") for n in (1, 2))
     rows = json.load(open(first + ".json"))
-    # the checkpoint's own rule (argmax) at each K > 1
-    assert [(r["omega"], r["num_candidates"], r["selection"]) for r in rows] == [(0.0, 1, None), (2.0, 1, None),
-                                                                                 (0.0, 3, "argmax"),
-                                                                                 (2.0, 3, "argmax")]
+    # at each K > 1: argmax and the checkpoint's own rule (tilt, the headline rule on pointmaze tasks)
+    assert [(r["omega"], r["num_candidates"], r["selection"]) for r in rows] == [
+        (0.0, 1, None), (2.0, 1, None), (0.0, 3, "argmax"), (2.0, 3, "argmax"), (0.0, 3, "tilt"), (2.0, 3, "tilt")]
     assert os.path.exists(second + ".json") and os.path.exists(second + ".png")
     assert f"wrote {first}.json" in out and f"wrote {second}.json" in out
     assert "| omega | K | selection | success rate ± s.d. | return ± s.d. |" in out

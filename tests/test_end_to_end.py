@@ -99,7 +99,9 @@ def test_cli_train_then_eval(tmp_path, pointmaze_files, capsys):
     assert os.path.exists(os.path.join(run, "learning_curve.png"))
     main(["eval", "--checkpoint", run, "--omega", "0", "2", "--num-candidates", "1", "3", "--episodes", "2"])
     out = capsys.readouterr().out
-    assert "| omega | K |" in out and out.count("| 2 | 3 |") == 1
+    # K 3 is evaluated with argmax and with the checkpoint's own rule (tilt, the headline rule on pointmaze tasks)
+    assert "| omega | K |" in out and out.count("| 2 | 3 | argmax |") == 1 and out.count("| 2 | 3 | tilt |") == 1
     rows = __import__("json").load(open(os.path.join(run, "eval-step00000200-1.json")))
-    assert [(r["omega"], r["num_candidates"]) for r in rows] == [(0.0, 1), (2.0, 1), (0.0, 3), (2.0, 3)]
+    assert [(r["omega"], r["num_candidates"], r["selection"]) for r in rows] == [
+        (0.0, 1, None), (2.0, 1, None), (0.0, 3, "argmax"), (2.0, 3, "argmax"), (0.0, 3, "tilt"), (2.0, 3, "tilt")]
     assert all(r["episodes"] == 2 for r in rows)
