@@ -114,7 +114,7 @@ def test_closing_line_lists_only_files_that_exist(pointmaze_files, tmp_path, cap
 
 
 def test_eval_never_overwrites_an_earlier_sweep(trained, capsys):
-    args = ["eval", "--checkpoint", trained, "--omega", "0", "2", "--num-candidates", "1", "3", "--episodes", "1",
+    args = ["eval", "--checkpoint", trained, "--omega", "2", "--num-candidates", "1", "3", "--episodes", "1",
             "--config.flow-steps", "2"]
     main(args)
     main(args)
@@ -123,7 +123,7 @@ def test_eval_never_overwrites_an_earlier_sweep(trained, capsys):
     rows = json.load(open(first + ".json"))
     # at each K > 1: argmax and the checkpoint's own rule (tilt, the headline rule on pointmaze tasks)
     assert [(r["omega"], r["num_candidates"], r["selection"]) for r in rows] == [
-        (0.0, 1, None), (2.0, 1, None), (0.0, 3, "argmax"), (2.0, 3, "argmax"), (0.0, 3, "tilt"), (2.0, 3, "tilt")]
+        (2.0, 1, None), (2.0, 3, "argmax"), (2.0, 3, "tilt")]
     assert os.path.exists(second + ".json") and os.path.exists(second + ".png")
     assert f"wrote {first}.json" in out and f"wrote {second}.json" in out
     assert "| omega | K | selection | success rate ± s.d. | return ± s.d. |" in out
