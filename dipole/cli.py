@@ -1,6 +1,6 @@
 """dipole: offline RL with flow policies and an inference-time greediness knob.
 
-Subcommands: quickstart, train, eval, finetune, bench, data. `dipole SUBCOMMAND --help` lists every option with its
+Subcommands: quickstart, train, eval, finetune, bench, sweep, data. `dipole SUBCOMMAND --help` lists every option with its
 type and default; agent hyperparameters are `--config.FIELD VALUE` in train, eval, finetune and bench alike.
 """
 
@@ -86,6 +86,82 @@ TrainSettingsArgs, FinetuneSettingsArgs, LogSettingsArgs = (unchecked(c) for c i
                                                                                   LogSettings))
 
 
+@dataclasses.dataclass
+class BackendArgs:
+    """Where the population programs of a bench or sweep run."""
+
+    backend: Literal["local", "ray"] = "local"
+    """local: in this process, one after another; ray: as Ray tasks on this machine or a cluster (pip install -e
+    '.[ray]')."""
+    address: Optional[str] = None
+    """ray: 'auto' joins the cluster `ray start --head` made on this machine, HOST:PORT that head node; default:
+    start Ray on this machine for this command."""
+    cpus_per_run: float = float(os.cpu_count() or 1)
+    """ray: CPUs each population job declares; it gets that many JAX CPU devices (default: this machine's cores, so
+    the numbers equal the local backend's here)."""
+    gpus_per_run: float = 0.0
+    """ray: GPUs each job declares (0.5: two jobs share a GPU); 0 runs on CPUs."""
+    max_retries: int = 3
+    """ray: times a job whose worker died is run again (it resumes from its last checkpoint)."""
+    storage: Optional[str] = None
+    """ray: a folder every node shares; output goes to STORAGE/bench/SUITE (sweeps STORAGE/sweep/SUITE-AGENT) unless
+    --out is given."""
+
+
+def make_backend(a: BackendArgs):
+    from dipole.bench.backends import LocalBackend, RayBackend
+
+    if a.backend == "local":
+        ray_only = {"--address": a.address, "--gpus-per-run": a.gpus_per_run or None, "--storage": a.storage,
+                    "--max-retries": None if a.max_retries == 3 else a.max_retries,
+                    "--cpus-per-run": None if a.cpus_per_run == float(os.cpu_count() or 1) else a.cpus_per_run}
+        given_ = [k for k, v in ray_only.items() if v is not None]
+        if given_:
+            raise UsageError(f"{', '.join(given_)} appl{'y' if len(given_) > 1 else 'ies'} to --backend ray only; add "
+                             "--backend ray, or drop them")
+        return LocalBackend()
+    return RayBackend(address=a.address, cpus_per_run=a.cpus_per_run, gpus_per_run=a.gpus_per_run,
+                      max_retries=a.max_retries, storage=a.storage)
+
+
+def parse_grid(agent: str, specs: tuple[str, ...]) -> dict[str, list]:
+    """`--grid FIELD=V1,V2,...` (repeatable) -> {field: [typed values]}, each value parsed exactly as `--config.FIELD
+    VALUE` would be (a tuple field takes space-separated elements: actor_hidden_dims=256 256,512 512)."""
+    import contextlib
+    import io
+    import shlex
+
+    config_cls = get_agent(agent)[1]
+    options = config_options([config_cls], config_cls())
+    names = [f.name for f in dataclasses.fields(options)]
+    grid: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name or not values.strip():
+            raise UsageError(f"--grid {spec!r}: write FIELD=V1,V2,... (e.g. --grid beta=1,3,10)")
+        if name not in names:
+            raise UsageError(f"--grid {spec!r}: {agent} has no config field {name!r}; fields: {', '.join(names)}")
+        if name in grid:
+            raise UsageError(f"--grid {name} is given twice; put all its values in one --grid {name}=V1,V2,...")
+        grid[name] = []
+        for raw in values.split(","):
+            flag = "--" + name.replace("_", "-")
+            try:
+                with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                    parsed = tyro.cli(options, args=[flag, *shlex.split(raw)])
+            except SystemExit:
+                hint = typing.get_type_hints(config_cls)[name]
+                raise UsageError(f"--grid {name}: {raw.strip()!r} is not a value of type {_type_name(hint)} (as "
+                                 f"--config.{name} reads it)") from None
+            grid[name].append(getattr(parsed, name))
+    return grid
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
 def checked(cls, value):
     """The parsed settings as a real (validated) `cls`."""
     return cls(**{f.name: getattr(value, f.name) for f in dataclasses.fields(cls)})
@@ -125,6 +201,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
     FinetuneConfig = config_options([ckpt_config], note="None: the checkpoint's value")
     BenchConfig = config_options([get_agent(a)[1] for a in bench_agents],
                                  note="None: each agent's value for the suite")
+    SweepConfig = config_options([get_agent(agent)[1]], note="None: the agent's value for the suite; fixed at every "
+                                                           "grid point")
 
     @dataclasses.dataclass
     class Quickstart:
@@ -254,7 +332,35 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Train each agent's tasks x seeds as one population (one compiled program); --no-population: run by run."""
         max_population: Optional[int] = None
         """At most this many members per population (default: all of an agent's unfinished runs)."""
+        run: Annotated[BackendArgs, Flat] = dataclasses.field(default_factory=BackendArgs)
         config: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+
+    @dataclasses.dataclass
+    class Sweep:
+        """Train and evaluate one agent at every point of a grid over config fields (seeds at each point) on a
+        development suite; writes sweep.md/json/png (mean ± std over seeds per point) and a bench folder per point."""
+
+        suite: str
+        """Suite name; a development suite (cube-single-mini, ogbench-mini, ...) unless --any-suite."""
+        grid: Annotated[tuple[str, ...], tyro.conf.UseAppendAction]
+        """FIELD=V1,V2,... (repeat for more fields: --grid beta=1,3,10 --grid expectile=0.7,0.9); values are read
+        as --config.FIELD reads them."""
+        agent: AgentName = "dipole"
+        """Agent to sweep."""
+        seeds: int = 2
+        """Seeds per grid point."""
+        out: Optional[str] = None
+        """Output folder; default runs/sweep/SUITE-AGENT."""
+        workers: int = os.cpu_count() or 1
+        """Processes for data generation."""
+        any_suite: bool = False
+        """Allow a suite that is not a development suite (test suites are for reporting with settings frozen)."""
+        overwrite: bool = False
+        """Delete the earlier sweep in --out (not its data) and start again."""
+        max_population: Optional[int] = None
+        """At most this many members per population (default: all of a point's unfinished runs)."""
+        run: Annotated[BackendArgs, Flat] = dataclasses.field(default_factory=BackendArgs)
+        config: SweepConfig = dataclasses.field(default_factory=SweepConfig)
 
     @dataclasses.dataclass
     class Data:
@@ -278,7 +384,7 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Output folder; default ~/.ogbench/data (ogbench), ~/.dipole/dmc (dmc), ~/.dipole/highway (highway)."""
 
     return {"quickstart": Quickstart, "train": Train, "eval": Eval, "finetune": Finetune, "bench": Bench,
-            "data": Data}
+            "sweep": Sweep, "data": Data}
 
 
 def _checkpoint_config_class(path: str | None):
@@ -526,12 +632,25 @@ def cmd_bench(a):
     from dipole.bench.runner import run_bench
 
     agents = [x.strip() for x in a.agents.split(",") if x.strip()]
+    backend = make_backend(a.run)
     summary = run_bench(a.suite, agents, a.seeds, out_dir=a.out, workers=a.workers, report_only=a.report,
                         overrides=given(a.config), overwrite=a.overwrite, population=a.population,
-                        max_population=a.max_population)
-    out = a.out or os.path.join("runs", "bench", a.suite)
+                        max_population=a.max_population, backend=backend)
+    out = a.out or os.path.join(backend.root, "bench", a.suite)
     print(markdown_tables(summary))
     print(f"wrote {out}/results.md, results.json, results.png")
+
+
+def cmd_sweep(a):
+    from dipole.bench.sweep import run_sweep, sweep_table
+
+    backend = make_backend(a.run)
+    summary = run_sweep(a.suite, a.agent, parse_grid(a.agent, a.grid), a.seeds, out_dir=a.out, backend=backend,
+                        workers=a.workers, any_suite=a.any_suite, overwrite=a.overwrite, overrides=given(a.config),
+                        max_population=a.max_population)
+    out = a.out or os.path.join(backend.root, "sweep", f"{a.suite}-{a.agent}")
+    print(sweep_table(summary))
+    print(f"wrote {out}/sweep.md, sweep.json, sweep.png (and a bench folder per point in {out}/points)")
 
 
 def cmd_data(a):
@@ -567,7 +686,7 @@ def cmd_quickstart(a):
 
 
 ACTIONS = {"quickstart": cmd_quickstart, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune,
-           "bench": cmd_bench, "data": cmd_data}
+           "bench": cmd_bench, "sweep": cmd_sweep, "data": cmd_data}
 
 
 def main(argv=None):

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from dipole.agents import build_config, get_agent
+from dipole.bench.backends import LocalBackend, PopulationJob
 from dipole.bench.report import bench_plots, markdown_tables
 from dipole.bench.suites import SUITES, Suite
 from dipole.data.dmc import load_dmc
@@ -42,36 +43,56 @@ from dipole.storage import CheckpointError, atomic_write_json, list_checkpoints,
 
 def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | None = None, workers: int = 2,
               log=print, report_only: bool = False, overrides: dict | None = None, overwrite: bool = False,
-              population: bool = True, max_population: int | None = None) -> dict:
+              population: bool = True, max_population: int | None = None, backend=None) -> dict:
     """Run every (task, agent, seed) not yet finished, then write the tables; report_only just writes the tables.
 
     With `population` (the default) each agent's unfinished (task, seed) runs are trained as one population (one
     compiled program, at most `max_population` members each; see dipole.runners.population), whose members give
     the results the same runs trained one by one give; otherwise run by run.
 
+    `backend` says where the population programs run: `LocalBackend()` (the default: one after another in this
+    process) or `RayBackend(...)` (Ray tasks on this machine or a cluster); see dipole.bench.backends. The results
+    are the same files either way.
+
     `overrides` (config field -> value) apply, after the suite's own, to every agent whose config has the field.
     The output folder is this process's alone while it runs. It records the suite and the overrides (bench.json):
     a later call with other ones is refused unless `overwrite` (which deletes the earlier runs and results, not the
     data); more agents or seeds may be added to a folder at any time.
     """
-    if suite_name not in SUITES:
-        raise UsageError(f"unknown suite {suite_name!r}; available: {sorted(SUITES)}")
-    suite = SUITES[suite_name]
+    suite = get_suite(suite_name)
     overrides = dict(overrides or {})
-    known = {k for a in agents for k in build_config(a, None).to_dict()}  # an unknown agent fails here, before any data
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise UsageError(f"config field(s) {unknown} belong to none of the agents {agents}; valid: {sorted(known)}")
-    for agent in agents:  # a bad override value is refused here, before any data is made
-        _config(suite, agent, suite.tasks[0], overrides)
-    out_dir = out_dir or os.path.join("runs", "bench", suite_name)
+    check_overrides(suite, agents, overrides)
+    backend = backend or LocalBackend()
+    out_dir = out_dir or os.path.join(backend.root, "bench", suite_name)
     with claimed(out_dir):
         if report_only:
             return aggregate(suite, agents, seeds, out_dir)
         if max_population is not None and max_population < 1:
             raise UsageError(f"--max-population must be >= 1, got {max_population}")
+        if not population and not isinstance(backend, LocalBackend):
+            raise UsageError(f"the {backend.name} backend runs populations; drop --no-population")
         _own_bench_folder(out_dir, suite, overrides, overwrite, log)
-        return _run(suite, agents, seeds, out_dir, workers, log, overrides, population, max_population)
+        train_file = prepare_data(suite, os.path.join(out_dir, "data"), workers, log)
+        if not population:
+            return _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides)
+        backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population), log)
+        return aggregate(suite, agents, seeds, out_dir)
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise UsageError(f"unknown suite {name!r}; available: {sorted(SUITES)}")
+    return SUITES[name]
+
+
+def check_overrides(suite: Suite, agents: list[str], overrides: dict) -> None:
+    """Refuse an unknown agent, a field no agent has, or a bad value, before any data is made."""
+    known = {k for a in agents for k in build_config(a, None).to_dict()}  # an unknown agent fails here
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UsageError(f"config field(s) {unknown} belong to none of the agents {agents}; valid: {sorted(known)}")
+    for agent in agents:
+        _config(suite, agent, suite.tasks[0], overrides)
 
 
 BENCH_FILES = ("bench.json", "results.json", "results.md", "results.png", "runs", "populations")
@@ -96,8 +117,9 @@ def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
     atomic_write_json(path, identity)
 
 
-def _run(suite, agents, seeds, out_dir, workers, log, overrides, population=False, max_population=None):
-    data_dir = os.path.expanduser(suite.data_dir or os.path.join(out_dir, "data"))
+def prepare_data(suite: Suite, default_dir: str, workers: int, log) -> str:
+    """Make the suite's dataset unless it is there (in suite.data_dir, else `default_dir`); -> its training file."""
+    data_dir = os.path.expanduser(suite.data_dir or default_dir)
     if suite.source == "dmc":
         train_file = os.path.join(data_dir, f"{suite.dataset}-explore.npz")
         if not os.path.exists(train_file):
@@ -109,16 +131,30 @@ def _run(suite, agents, seeds, out_dir, workers, log, overrides, population=Fals
         if not generated_pair_complete(train_file):  # missing, or a generation that was killed half way
             log(f"generating {suite.dataset} ({suite.episodes or 'published'} episodes) into {data_dir}")
             generate_ogbench(suite.dataset, episodes=suite.episodes, workers=workers, seed=0, out_dir=data_dir)
+    return train_file
 
+
+def _unfinished(suite, agents, seeds, out_dir):
     runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in range(seeds)]
-    todo = [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
-    if population:
-        for agent_name in agents:
-            mine = [Member(t, s) for t, a, s in todo if a == agent_name]
-            size = max_population or len(mine) or 1
-            for i in range(0, len(mine), size):
-                _run_population(suite, agent_name, mine[i:i + size], out_dir, train_file, log, overrides)
-        return aggregate(suite, agents, seeds, out_dir)
+    return runs, [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
+
+
+def plan_jobs(suite: Suite, agents: list[str], seeds: int, out_dir: str, train_file: str, overrides: dict,
+              max_population: int | None = None) -> list[PopulationJob]:
+    """The population programs that finish this bench folder: per agent, its unfinished (task, seed) runs in
+    groups of at most `max_population`."""
+    _, todo = _unfinished(suite, agents, seeds, out_dir)
+    jobs = []
+    for agent_name in agents:
+        mine = [Member(t, s) for t, a, s in todo if a == agent_name]
+        size = max_population or len(mine) or 1
+        jobs += [PopulationJob(suite, agent_name, tuple(mine[i:i + size]), out_dir, train_file, dict(overrides))
+                 for i in range(0, len(mine), size)]
+    return jobs
+
+
+def _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides):
+    runs, todo = _unfinished(suite, agents, seeds, out_dir)
     start = time.time()
     for i, (task, agent_name, seed) in enumerate(todo):
         run_dir = _run_dir(out_dir, task, agent_name, seed)
@@ -166,7 +202,13 @@ def _load_task(suite, train_file):
     return load
 
 
-def _run_population(suite, agent_name, members, out_dir, train_file, log, overrides):
+def run_population_job(job: PopulationJob, log=print, progress: bool = True) -> None:
+    """Train, evaluate and write the results of one job (in this process)."""
+    _run_population(job.suite, job.agent, list(job.members), job.out_dir, job.train_file, log, job.overrides,
+                    progress)
+
+
+def _run_population(suite, agent_name, members, out_dir, train_file, log, overrides, progress=True):
     """Train `members` of one agent as populations (one per distinct config among their tasks), evaluate every
     member in one batched run per (omega, K), and write each member's result.json where a single run writes it."""
     by_config = {}
@@ -185,7 +227,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
         else:
             log(f"{agent_name}: {len(group)} runs ({len(tasks)} tasks, seeds "
                 f"{sorted({m.seed for m in group})}) as one population in {pop_dir}")
-            pop = train_population(pop_dir, group, data, agent_name, config, _settings(suite, 0, progress=True),
+            pop = train_population(pop_dir, group, data, agent_name, config, _settings(suite, 0, progress=progress),
                                    resume=True, log=log, val_data=val)
         export_members(pop, pop_dir, data, lambda m: _run_dir(out_dir, m.task, agent_name, m.seed, "agent.dpl"),
                        val)

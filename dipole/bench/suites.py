@@ -71,7 +71,7 @@ SUITES = {
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
                    episodes=2, steps=200, preset="tiny", eval_episodes=2,
                    overrides={"flow_steps": 3, "num_candidates": 2},  # the headline is then one of the sweep's rows
-                   sweep_omegas=(0.0,), sweep_candidates=(1, 2), log_every=100),
+                   sweep_omegas=(0.0,), sweep_candidates=(1, 2), log_every=100, role="development"),
 }
 
 
@@ -90,5 +90,5 @@ SUITES["dmc-walker-mini"] = Suite("dmc-walker-mini", "walker", _dmc_tasks("walke
                                   data_steps=100_000, sweep_candidates=(1,))
 SUITES["smoke-dmc"] = Suite("smoke-dmc", "walker", ("dmc-walker-stand",), episodes=None, steps=200, preset="tiny",
                             eval_episodes=1, overrides={"flow_steps": 3}, source="dmc", data_steps=2000,
-                            sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100)
+                            sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100, role="development")
 SUITES["ogbench"] = SUITES["ogbench-cube-single-play"]  # alias; run the other categories by name

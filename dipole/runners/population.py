@@ -570,6 +570,10 @@ def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resu
                 logger.log("eval", {"step": step, "task": m.task, "seed": m.seed, **res},
                            tag=f"{m.task}/seed{m.seed}")
             bar.write(f"step {step}: " + _eval_line(members, rows))
+        if save and not settings.progress:  # no bar (e.g. a Ray worker): a line per checkpoint instead
+            rate = (time.time() - t_start) / (step - start_step)
+            log(f"train {agent_name} x{len(members)}: step {step}/{settings.steps}, "
+                f"{fmt_seconds(time.time() - t_start)} elapsed, ETA {fmt_seconds(rate * (settings.steps - step))}")
         if save:
             header = {k: v for k, v in facts.items() if not k.startswith("config.") and k != "agent"}
             save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
