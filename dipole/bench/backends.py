@@ -106,8 +106,8 @@ class RayBackend:
         if ray.is_initialized():
             return False
         kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=False)
-        if self.address is None:  # a local instance: a small object store (jobs pass file paths, not arrays)
-            kwargs["object_store_memory"] = 256 * 2 ** 20
+        if self.address is None:  # a local instance on the loopback address, with a small object store (jobs pass
+            kwargs.update(object_store_memory=256 * 2 ** 20, _node_ip_address="127.0.0.1")  # paths, not arrays)
         try:
             ray.init(address=self.address, **kwargs)
         except ConnectionError as e:
@@ -149,8 +149,8 @@ class RayBackend:
                                      "command again to resume it (or raise --max-retries)") from None
             done += 1
             eta = (time.time() - start) / done * len(pending)
-            log(f"ray: [{done}/{len(jobs)}] {job.label()} finished on {out['host']} (pid {out['pid']}) in "
-                f"{fmt_seconds(out['seconds'])}" + (f"; ETA {fmt_seconds(eta)}" if pending else ""))
+            log(f"ray: [{done}/{len(jobs)}] {job.label()} finished on {out['host']} (node {out['node']}, pid "
+                f"{out['pid']}) in {fmt_seconds(out['seconds'])}" + (f"; ETA {fmt_seconds(eta)}" if pending else ""))
 
 
 class JobFailedError(DipoleError, RuntimeError):
@@ -197,4 +197,10 @@ def run_job_in_worker(job: PopulationJob, cpu_devices: int, gpus: float) -> dict
             if "is in use by pid" not in str(e) or time.time() > deadline:
                 raise
             time.sleep(2)
-    return {"host": host, "pid": os.getpid(), "seconds": time.time() - start}
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()[:8]
+    except Exception:  # not in a Ray worker (called directly)
+        node = "-"
+    return {"host": host, "node": node, "pid": os.getpid(), "seconds": time.time() - start}
