@@ -38,11 +38,6 @@ class PopulationJob:
     def label(self) -> str:
         return f"{self.agent} x{len(self.members)} ({os.path.basename(os.path.normpath(self.out_dir))})"
 
-    def run(self, log=print, progress: bool = True) -> None:
-        from dipole.bench.runner import run_population_job
-
-        run_population_job(self, log, progress)
-
 
 class LocalBackend:
     """Every job in this process, one after another (each one uses every core through its JAX devices)."""
@@ -50,13 +45,14 @@ class LocalBackend:
     name = "local"
     root = "runs"  # default parent of bench folders
 
-    def run(self, jobs: list[PopulationJob], log=print) -> None:
+    def run(self, jobs: list[PopulationJob], execute, log=print) -> None:
+        """`execute(job, log, progress)` each job (dipole.bench.runner.run_population_job)."""
         start = time.time()
         for i, job in enumerate(jobs):
             if len(jobs) > 1:
                 eta = f", ETA {fmt_seconds((time.time() - start) / i * (len(jobs) - i))}" if i else ""
                 log(f"[job {i + 1}/{len(jobs)}] {job.label()}{eta}")
-            job.run(log)
+            execute(job, log, True)
 
 
 @dataclass
@@ -71,7 +67,7 @@ class RayBackend:
     """
 
     address: str | None = None
-    cpus_per_run: float = 2.0
+    cpus_per_run: float = float(os.cpu_count() or 1)  # as many JAX CPU devices as the local backend uses here
     gpus_per_run: float = 0.0
     max_retries: int = 3
     storage: str | None = None
@@ -90,13 +86,14 @@ class RayBackend:
     def root(self) -> str:
         return self.storage or "runs"
 
-    def run(self, jobs: list[PopulationJob], log=print) -> None:
+    def run(self, jobs: list[PopulationJob], execute, log=print) -> None:
+        """`execute(job, log, progress)` each job in a Ray task (`execute` must be a module-level function)."""
         if not jobs:
             return
         ray = import_ray()
         started = self._connect(ray, log)
         try:
-            self._run(ray, jobs, log)
+            self._run(ray, jobs, execute, log)
         finally:
             if started:
                 ray.shutdown()
@@ -122,12 +119,12 @@ class RayBackend:
                              f"{res.get('GPU', 0):g} GPUs); lower --cpus-per-run / --gpus-per-run")
         return True
 
-    def _run(self, ray, jobs, log):
+    def _run(self, ray, jobs, execute, log):
         task = ray.remote(max_calls=1)(run_job_in_worker).options(
             num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
             retry_exceptions=False, name="dipole-population")
         devices = max(1, math.ceil(self.cpus_per_run))
-        refs = {task.remote(job, devices, self.gpus_per_run): job for job in jobs}
+        refs = {task.remote(job, execute, devices, self.gpus_per_run): job for job in jobs}
         log(f"ray: submitted {len(jobs)} population job(s): " + ", ".join(j.label() for j in jobs))
         pending, start, done = list(refs), time.time(), 0
         while pending:
@@ -169,7 +166,7 @@ def import_ray():
 IN_USE_WAIT_S = 60  # a retried job waits this long for a folder still held by a worker that is being stopped
 
 
-def run_job_in_worker(job: PopulationJob, cpu_devices: int, gpus: float) -> dict:
+def run_job_in_worker(job: PopulationJob, execute, cpu_devices: int, gpus: float) -> dict:
     """The body of a Ray task (a fresh worker process each time: max_calls=1): JAX gets `cpu_devices` CPU devices
     (as the local backend gets one per core), or the GPU Ray assigned; then the job runs as it runs locally."""
     import jax
@@ -191,7 +188,7 @@ def run_job_in_worker(job: PopulationJob, cpu_devices: int, gpus: float) -> dict
     deadline = time.time() + IN_USE_WAIT_S
     while True:
         try:
-            job.run(log, progress=False)
+            execute(job, log, False)
             break
         except RunFolderError as e:  # e.g. the worker of a killed driver, not yet stopped, still holds the folder
             if "is in use by pid" not in str(e) or time.time() > deadline:

@@ -75,7 +75,8 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         train_file = prepare_data(suite, os.path.join(out_dir, "data"), workers, log)
         if not population:
             return _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides)
-        backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population), log)
+        backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population),
+                    run_population_job, log)
         return aggregate(suite, agents, seeds, out_dir)
 
 

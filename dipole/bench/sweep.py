@@ -25,6 +25,7 @@ from dipole.bench.runner import (
     get_suite,
     plan_jobs,
     prepare_data,
+    run_population_job,
 )
 from dipole.errors import RunFolderError, UsageError
 from dipole.runfolder import claimed, remove_entries
@@ -92,7 +93,7 @@ def run_sweep(suite_name: str, agent: str, grid: dict[str, list], seeds: int, ou
             jobs += plan_jobs(suite, [agent], seeds, folder, train_file, {**overrides, **point}, max_population)
         log(f"sweep: {len(points)} point(s) x {seeds} seed(s) of {agent} on {suite_name}; {len(jobs)} population "
             f"job(s) to run on the {backend.name} backend")
-        backend.run(jobs, log)
+        backend.run(jobs, run_population_job, log)
         results = [aggregate(suite, [agent], seeds, folder) for folder in folders]
         return write_sweep(out_dir, suite_name, agent, grid, points, results, overrides)
 
