@@ -25,8 +25,8 @@ from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.errors import RunFolderError, UsageError
 from dipole.runfolder import check_resume, claimed, remove_entries
-from dipole.runners.evaluation import evaluate_agent, omega_sweep, row_selection, sweep_settings
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.evaluation import evaluate_agent, omega_sweep, row_selection, setting_label, sweep_settings
+from dipole.runners.offline import TrainSettings, fmt_seconds, train
 from dipole.runners.population import (
     Member,
     Population,
@@ -236,11 +236,17 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
         t0 = time.time()
         sweeps = [[] for _ in group]
         if "omega" in config.to_dict():
-            for w, k, sel in sweep_settings(suite.sweep_omegas, suite.sweep_candidates,
-                                            _selections(suite, pop.agents)):
-                for i, row in enumerate(evaluate_population(pop, suite.eval_episodes, omega=w, num_candidates=k,
-                                                            envs=envs, selection=sel)):
+            settings = sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
+            for j, (w, k, sel) in enumerate(settings):
+                rows = evaluate_population(pop, suite.eval_episodes, omega=w, num_candidates=k, envs=envs,
+                                           selection=sel)
+                for i, row in enumerate(rows):
                     sweeps[i].append(row)
+                spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
+                log(f"{agent_name}: evaluated setting {j + 1}/{len(settings)} (omega {w:g}, "
+                    f"{setting_label(k, row_selection(rows[0]))}): mean {metric} {np.mean([r[metric] for r in rows]):.3g}"
+                    f" over {len(group)} members; {fmt_seconds(spent)} elapsed, ETA "
+                    f"{fmt_seconds(spent / (j + 1) * (len(settings) - j - 1))}")
         # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
         head_key = (config.omega if hasattr(config, "omega") else None, getattr(config, "num_candidates", 1),
                     pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
