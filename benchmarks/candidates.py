@@ -1,10 +1,11 @@
 """What candidate selection picks on a trained DIPOLE agent, next to the dataset's own actions; prints JSON.
 
 For N dataset states of an OGBench single task: per sampler (data actions; guided K 1; argmax over K guided
-candidates by min Q; tilt over K candidates from pi+), the mean of G = min Q - V (normalised as in training), of the
-disagreement |Q1 - Q2| of the two Q heads (a sign of extrapolation away from the data), mean |a|, the share of
-action components at the box's edge (|a| > 0.99); and, for the critic on the data, the spread of G and the
-policy weights w = sigmoid(beta G) (mean, std); for tilt, the effective sample size of its weights.
+candidates by the heads' min Q, or their lower bound with q_agg='lcb'; tilt over K candidates from pi+), the mean of
+G (normalised as in training), of the disagreement |Q1 - Q2| of the first and last Q heads and the std over all heads
+(a sign of extrapolation away from the data), mean |a|, the share of action components at the box's edge
+(|a| > 0.99); and, for the critic on the data, the spread of G and the policy weights w = sigmoid(beta G) (mean,
+std); for tilt, the effective sample size of its weights.
 
     python benchmarks/candidates.py RUN/agent.dpl --task pointmaze-medium-navigate-singletask-task1-v0 \
         --dataset runs/bench/ogbench-mini-pop/data/pointmaze-medium-navigate-v0.npz [--omega 1] [--k 32]
@@ -26,6 +27,7 @@ def stats(agent, obs, actions):
     g = agent.sampling_advantage(obs, actions)
     a = np.asarray(actions)
     return {"G": float(g.mean()), "q_head_gap": float(jnp.abs(qs[0] - qs[-1]).mean()),
+            "q_head_std": float(jnp.std(qs, axis=0).mean()),
             "mean_abs_action": float(np.abs(a).mean()), "share_at_edge": float((np.abs(a) > 0.99).mean())}
 
 
@@ -48,7 +50,8 @@ def main():
     g = np.asarray(agent.sampling_advantage(obs, acts))
     w = 1 / (1 + np.exp(-agent.config.beta * g))
     out = {"checkpoint": args.checkpoint, "task": args.task, "omega": args.omega, "k": args.k,
-           "beta": agent.config.beta, "adv_norm": agent.config.adv_norm,
+           "beta": agent.config.beta, "adv_norm": agent.config.adv_norm, "num_qs": agent.config.num_qs,
+           "q_agg": agent.config.q_agg, "q_pessimism": agent.config.q_pessimism,
            "data_G": {"std": float(g.std()), "p10": float(np.percentile(g, 10)), "p90": float(np.percentile(g, 90))},
            "w": {"mean": float(w.mean()), "std": float(w.std())},
            "samplers": {"data": stats(agent, obs, acts)}}

@@ -86,6 +86,10 @@ def test_bad_names_and_config_values():
         make_config("dipole", {"beta": "high"})
     with pytest.raises(ValueError, match="adv_norm must be one of"):
         DIPOLEAgent.create(0, np.zeros(2), np.zeros(2), DIPOLEConfig(adv_norm="zscore"))
+    with pytest.raises(ValueError, match="config.q_agg must be one of min, lcb, got 'max'"):
+        make_config("dipole", {"q_agg": "max"})
+    with pytest.raises(ValueError, match="config.q_pessimism must be a finite number >= 0, got -1.0"):
+        make_config("dipole", {"q_pessimism": "-1"})
     with pytest.raises(ValueError, match="unknown agent"):
         make_config("ppo")
 

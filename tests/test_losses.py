@@ -86,3 +86,56 @@ def test_shared_and_separate_actors_give_pairs():
         vp, vn = agent.velocities(agent.params, obs, x, jnp.full(5, 0.3))
         assert vp.shape == vn.shape == (5, 2)
         assert not np.allclose(np.asarray(vp), np.asarray(vn))  # two distinct policies
+
+
+def test_q_aggregation_hand_computed():
+    qs = jnp.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0], [7.0, 2.0], [9.0, 2.0]])  # 5 heads, 2 samples
+    assert np.allclose(critic.aggregate_q(qs, "min"), [1.0, 2.0])
+    # mean 5, population std sqrt(8) over heads for sample 0; sample 1 has no spread
+    assert np.allclose(critic.aggregate_q(qs, "lcb", 0.5), [5.0 - 0.5 * np.sqrt(8.0), 2.0], atol=1e-6)
+    assert np.allclose(critic.aggregate_q(qs, "lcb", 0.0), [5.0, 2.0])
+    # two heads at pessimism 1: (a + b)/2 - |a - b|/2 = min(a, b)
+    two = jnp.asarray(np.random.default_rng(0).normal(size=(2, 100)), jnp.float32)
+    assert np.allclose(critic.aggregate_q(two, "lcb", 1.0), jnp.min(two, axis=0), atol=1e-6)
+
+
+def test_value_target_uses_the_heads_aggregate():
+    # V's expectile target is the aggregate of the target heads: with 3 heads [0, 3, 6] and V = 0,
+    # min -> Qt = 0 (loss 0); lcb at pessimism 0 -> Qt = mean 3, expectile 0.5 -> 0.5 * 9
+    obs, actions = jnp.zeros((1, 1)), jnp.zeros((1, 1))
+    batch = {"observations": obs, "actions": actions, "next_observations": obs, "rewards": jnp.zeros(1),
+             "masks": jnp.zeros(1)}
+    q_apply = lambda p, o, a: jnp.array([[0.0], [3.0], [6.0]])
+    v_apply = lambda p, o: jnp.zeros(o.shape[0])
+    params = {"q": None, "v": None}
+    _, info = critic.iql_losses(q_apply, v_apply, params, None, batch, 0.99, 0.5)
+    assert np.isclose(float(info["v_loss"]), 0.0)
+    _, info = critic.iql_losses(q_apply, v_apply, params, None, batch, 0.99, 0.5, "lcb", 0.0)
+    assert np.isclose(float(info["v_loss"]), 4.5)
+
+
+def test_lcb_of_two_heads_at_pessimism_one_trains_as_min():
+    batch = jax.tree_util.tree_map(jnp.asarray, random_transitions(64))
+    agents = [DIPOLEAgent.create(0, np.zeros(3), np.zeros(2), DIPOLEConfig(**TINY, q_agg=agg, q_pessimism=1.0))
+              for agg in ("min", "lcb")]
+    for _ in range(5):
+        agents = [a.update(batch)[0] for a in agents]
+    for x, y in zip(jax.tree_util.tree_leaves(agents[0].params), jax.tree_util.tree_leaves(agents[1].params)):
+        assert np.allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+    obs = batch["observations"][:4]
+    key = jax.random.PRNGKey(1)
+    for sel in ("argmax", "tilt"):
+        a, b = (ag.sample_actions(obs, key, omega=1.0, num_candidates=8, selection=sel) for ag in agents)
+        assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+
+
+def test_more_pessimism_lowers_the_advantage_where_heads_disagree():
+    agent = DIPOLEAgent.create(0, np.zeros(3), np.zeros(2), DIPOLEConfig(**TINY, num_qs=5, q_agg="lcb"))
+    batch = jax.tree_util.tree_map(jnp.asarray, random_transitions(64))
+    qs = agent.q_values(agent.params["q"], batch["observations"], batch["actions"])
+    v = agent.v_net.apply(agent.params["v"], batch["observations"])
+    spread = np.asarray(jnp.std(qs, axis=0))
+    assert qs.shape == (5, 64) and spread.min() > 0
+    g1 = np.asarray(critic.advantage(qs, v, "lcb", 1.0))
+    g3 = np.asarray(critic.advantage(qs, v, "lcb", 3.0))
+    assert np.allclose(g1 - g3, 2.0 * spread, atol=1e-5)

@@ -30,7 +30,12 @@ class DIPOLEConfig(AgentConfig):
     agent: ClassVar[str] = "dipole"
     # critic (IQL)
     num_qs: int = 2
-    """Q heads in the ensemble; G uses their minimum."""
+    """Q heads in the ensemble; G uses their minimum (or their lower confidence bound, q_agg='lcb')."""
+    q_agg: str = "min"
+    """How the heads make one value, for G, V's target and ranking candidates: 'min' (the paper's form) or 'lcb'
+    (mean - q_pessimism * std over heads: pessimistic where the heads disagree; equals 'min' at 2 heads and 1)."""
+    q_pessimism: float = 1.0
+    """Standard deviations of the heads subtracted from their mean when q_agg='lcb'."""
     expectile: float = 0.9
     """Expectile of the V loss (0.5 = mean; higher leans to the best actions in the data)."""
     tau: float = 0.005
@@ -59,6 +64,10 @@ class DIPOLEConfig(AgentConfig):
             raise UsageError(f"config.adv_norm must be one of {', '.join(ADV_NORMS)}, got {self.adv_norm!r}")
         if self.selection not in flow.SELECTIONS:
             raise UsageError(f"config.selection must be one of {', '.join(flow.SELECTIONS)}, got {self.selection!r}")
+        if self.q_agg not in critic.Q_AGGS:
+            raise UsageError(f"config.q_agg must be one of {', '.join(critic.Q_AGGS)}, got {self.q_agg!r}")
+        if not 0 <= self.q_pessimism < float("inf"):
+            raise UsageError(f"config.q_pessimism must be a finite number >= 0, got {self.q_pessimism}")
 
 
 class DIPOLEAgent(Agent):
@@ -123,6 +132,13 @@ class DIPOLEAgent(Agent):
     def q_values(self, params, obs, actions):
         return self.q_net.apply(params, obs, actions)
 
+    def pessimistic_q(self, params, obs, actions):
+        """The heads' one value (config.q_agg: their min, or mean - q_pessimism * std) -> (B,)."""
+        return critic.aggregate_q(self.q_values(params, obs, actions), self.config.q_agg, self.config.q_pessimism)
+
+    def advantage(self, qs, v):
+        return critic.advantage(qs, v, self.config.q_agg, self.config.q_pessimism)
+
     def normalised_advantage(self, adv, mean_ema, var_ema, count):
         """G, or G divided by its running std (bias-corrected EMA), depending on config.adv_norm."""
         if self.config.adv_norm == "none":
@@ -138,7 +154,8 @@ class DIPOLEAgent(Agent):
     # ------------------------------------------------------------------ losses
     def critic_loss(self, params, batch):
         return critic.iql_losses(self.q_net.apply, self.v_net.apply, params, self.target_q, batch,
-                                 self.config.discount, self.config.expectile)
+                                 self.config.discount, self.config.expectile, self.config.q_agg,
+                                 self.config.q_pessimism)
 
     def actor_loss(self, params, batch, rng, adv):
         x_t, t, target = flow.flow_matching_inputs(rng, batch["actions"])
@@ -169,7 +186,7 @@ class DIPOLEAgent(Agent):
         qs = self.q_values(self.params["q"], batch["observations"], batch["actions"])
         v = self.v_net.apply(self.params["v"], batch["observations"])
         # A batch may carry known advantages (bandits, analytic checks): then the critic's G is not used.
-        raw_adv = batch["advantages"] if "advantages" in batch else critic.advantage(qs, v)
+        raw_adv = batch["advantages"] if "advantages" in batch else self.advantage(qs, v)
         count = self.step + 1
         d = cfg.adv_norm_decay
         mean_ema = d * self.adv_mean_ema + (1 - d) * raw_adv.mean()
@@ -191,7 +208,7 @@ class DIPOLEAgent(Agent):
     def sampling_advantage(self, obs, actions):
         """G(s, a) = min_i Q_i(s, a) - V(s) as the policies were weighted by it (divided by the running std of G
         when config.adv_norm = 'running_std')."""
-        g = critic.advantage(self.q_values(self.params["q"], obs, actions), self.v_net.apply(self.params["v"], obs))
+        g = self.advantage(self.q_values(self.params["q"], obs, actions), self.v_net.apply(self.params["v"], obs))
         count = jnp.maximum(self.step, 1)
         return self.normalised_advantage(g, self.adv_mean_ema, self.adv_var_ema, count)
 
@@ -205,7 +222,7 @@ class DIPOLEAgent(Agent):
         if tilt:
             score_fn = self.sampling_advantage
         else:  # argmax: min Q ranks a state's candidates as G does (V(s) and the std are shared by all of them)
-            score_fn = lambda o, a: jnp.min(self.q_values(self.params["q"], o, a), axis=0)
+            score_fn = lambda o, a: self.pessimistic_q(self.params["q"], o, a)
         return flow.select_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim, selection,
                                       omega * self.config.beta)
 
@@ -220,7 +237,7 @@ class DIPOLEAgent(Agent):
         out = {}
         for name, w in (("guided", omega), ("pos", jnp.zeros_like(omega))):
             a = flow.euler_sample(self.guided_velocity_fn(w), tiled, noise, self.config.flow_steps)
-            q = jnp.min(self.q_values(self.params["q"], tiled, a), axis=0)
+            q = self.pessimistic_q(self.params["q"], tiled, a)
             out[name] = {"actions": a.reshape(batch, num_candidates, -1), "q": q.reshape(batch, num_candidates),
                          "adv": self.sampling_advantage(tiled, a).reshape(batch, num_candidates)}
         out["tilt_ess"] = flow.effective_sample_size(omega * self.config.beta * out["pos"]["adv"])

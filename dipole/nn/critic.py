@@ -26,6 +26,23 @@ def value_loss(v, target_q_min, expectile: float):
     return jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q_min) - v, expectile))
 
 
+Q_AGGS = ("min", "lcb")
+
+
+def aggregate_q(qs, how: str = "min", pessimism: float = 1.0):
+    """One pessimistic value from the heads' Q_i(s, a), shape (num_qs, B) -> (B,):
+
+    - 'min': min_i Q_i (the paper's and IQL's form);
+    - 'lcb': mean_i Q_i - pessimism * std_i Q_i, a lower confidence bound whose pessimism grows where the heads
+      disagree. With 2 heads and pessimism 1 it equals the min ((a + b)/2 - |a - b|/2 = min(a, b)).
+    """
+    if how == "min":
+        return jnp.min(qs, axis=0)
+    if how == "lcb":
+        return jnp.mean(qs, axis=0) - pessimism * jnp.std(qs, axis=0)
+    raise ValueError(f"q aggregation must be one of {Q_AGGS}, got {how!r}")  # configs check user input
+
+
 def q_loss(qs, rewards, masks, next_v, discount: float):
     """L_Q = E[sum_i (Q_i(s, a) - (r + gamma * mask * V(s')))^2]; qs has shape (num_qs, B)."""
     target = jax.lax.stop_gradient(rewards + discount * masks * next_v)
@@ -36,13 +53,15 @@ def polyak(target_params, online_params, tau: float):
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target_params, online_params)
 
 
-def advantage(qs, v):
-    """G(s, a) = min_i Q_i(s, a) - V(s), with no gradient into the critic."""
-    return jax.lax.stop_gradient(jnp.min(qs, axis=0) - v)
+def advantage(qs, v, how: str = "min", pessimism: float = 1.0):
+    """G(s, a) = min_i Q_i(s, a) - V(s) (or another `aggregate_q` of the heads), with no gradient into the critic."""
+    return jax.lax.stop_gradient(aggregate_q(qs, how, pessimism) - v)
 
 
-def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float, expectile: float):
-    """The whole IQL critic objective on a batch: expectile V on min target Q, plus TD Q to r + gamma mask V(s').
+def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float, expectile: float,
+               q_agg: str = "min", pessimism: float = 1.0):
+    """The whole IQL critic objective on a batch: expectile V on min target Q (or the heads' `aggregate_q`), plus TD
+    Q to r + gamma mask V(s').
 
     q_apply(q_params, obs, actions) -> (num_qs, B); v_apply(v_params, obs) -> (B,). params holds 'q' and 'v'.
     Returns (loss, metrics).
@@ -50,7 +69,7 @@ def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float
     obs, actions = batch["observations"], batch["actions"]
     target_qs = q_apply(target_q_params, obs, actions)
     v = v_apply(params["v"], obs)
-    v_loss = value_loss(v, jnp.min(target_qs, axis=0), expectile)
+    v_loss = value_loss(v, aggregate_q(target_qs, q_agg, pessimism), expectile)
     next_v = v_apply(params["v"], batch["next_observations"])
     qs = q_apply(params["q"], obs, actions)
     td_loss = q_loss(qs, batch["rewards"], batch["masks"], next_v, discount)
