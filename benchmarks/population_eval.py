@@ -18,7 +18,7 @@ from dipole.storage import resolve_checkpoint
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("population", help="a population's folder (its newest valid checkpoint) or checkpoint file")
-    ap.add_argument("--omega", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--omega", type=float, nargs="+", default=[1.0], help="ignored for agents without omega (ifql)")
     ap.add_argument("--k", type=int, nargs="+", default=[32])
     ap.add_argument("--selection", nargs="+", default=["argmax"])
     ap.add_argument("--episodes", type=int, default=10)
@@ -27,9 +27,11 @@ def main():
     args = ap.parse_args()
     pop, header = load_population(resolve_checkpoint(args.population))
     envs = population_eval_envs(pop, args.episodes, args.num_envs)
+    # agents without a greediness knob (IFQL: K only) are evaluated once per K
+    omegas = args.omega if hasattr(pop.agents.config, "omega") else [None]
     for k in args.k:
         for sel in args.selection if k > 1 else ["argmax"]:
-            for w in args.omega:
+            for w in omegas:
                 t0 = time.time()
                 rows = evaluate_population(pop, args.episodes, omega=w, num_candidates=k, envs=envs, selection=sel)
                 per_seed = {}
