@@ -206,8 +206,8 @@ class DIPOLEAgent(Agent):
         return fn
 
     def sampling_advantage(self, obs, actions):
-        """G(s, a) = min_i Q_i(s, a) - V(s) as the policies were weighted by it (divided by the running std of G
-        when config.adv_norm = 'running_std')."""
+        """G(s, a) = min_i Q_i(s, a) - V(s) (the heads' lower bound with q_agg='lcb') as the policies were weighted by
+        it (divided by the running std of G when config.adv_norm = 'running_std')."""
         g = self.advantage(self.q_values(self.params["q"], obs, actions), self.v_net.apply(self.params["v"], obs))
         count = jnp.maximum(self.step, 1)
         return self.normalised_advantage(g, self.adv_mean_ema, self.adv_var_ema, count)
@@ -221,7 +221,7 @@ class DIPOLEAgent(Agent):
                                                        self.config.flow_steps)
         if tilt:
             score_fn = self.sampling_advantage
-        else:  # argmax: min Q ranks a state's candidates as G does (V(s) and the std are shared by all of them)
+        else:  # argmax: the heads' min Q (or lcb) ranks a state's candidates as G does (V(s) and the std are shared)
             score_fn = lambda o, a: self.pessimistic_q(self.params["q"], o, a)
         return flow.select_candidates(sample_fn, score_fn, rng, obs, num_candidates, self.action_dim, selection,
                                       omega * self.config.beta)
