@@ -4,8 +4,8 @@ For N dataset states of an OGBench single task: per sampler (data actions; guide
 candidates by the heads' min Q, or their lower bound with q_agg='lcb'; tilt over K candidates from pi+), the mean of
 G (normalised as in training), of the disagreement |Q1 - Q2| of the first and last Q heads and the std over all heads
 (a sign of extrapolation away from the data), mean |a|, the share of action components at the box's edge
-(|a| > 0.99); and, for the critic on the data, the spread of G and the policy weights w = sigmoid(beta G) (mean,
-std); for tilt, the effective sample size of its weights.
+(|a| > 0.99); and, for the critic on the data, the spread of G, the policy weights w = sigmoid(beta G) (mean,
+std, share above 1/2) and the share of rows with G >= 0 (those CFGRL labels optimal); for tilt, the effective sample size of its weights.
 
     python benchmarks/candidates.py RUN/agent.dpl --task pointmaze-medium-navigate-singletask-task1-v0 \
         --dataset runs/bench/ogbench-mini-pop/data/pointmaze-medium-navigate-v0.npz [--omega 1] [--k 32]
@@ -53,7 +53,8 @@ def main():
            "beta": agent.config.beta, "adv_norm": agent.config.adv_norm, "num_qs": agent.config.num_qs,
            "q_agg": agent.config.q_agg, "q_pessimism": agent.config.q_pessimism,
            "data_G": {"std": float(g.std()), "p10": float(np.percentile(g, 10)), "p90": float(np.percentile(g, 90))},
-           "w": {"mean": float(w.mean()), "std": float(w.std())},
+           "w": {"mean": float(w.mean()), "std": float(w.std()), "share_above_half": float((w > 0.5).mean())},
+           "share_G_nonneg": float((g >= 0).mean()),
            "samplers": {"data": stats(agent, obs, acts)}}
     for name, k, sel in (("guided_k1", 1, "argmax"), (f"argmax_k{args.k}", args.k, "argmax"),
                          (f"tilt_k{args.k}", args.k, "tilt")):

@@ -21,9 +21,10 @@ def expectile_loss(diff, expectile: float):
     return weight * jnp.square(diff)
 
 
-def value_loss(v, target_q_min, expectile: float):
-    """L_V = E[|tau - 1(Qt - V < 0)| (Qt - V)^2] with Qt = min_i Qtarget_i(s, a) (no gradient into Qt)."""
-    return jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q_min) - v, expectile))
+def value_loss(v, target_q, expectile: float):
+    """L_V = E[|tau - 1(Qt - V < 0)| (Qt - V)^2] with Qt = min_i Qtarget_i(s, a), or another `aggregate_q` of the
+    target heads (no gradient into Qt)."""
+    return jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q) - v, expectile))
 
 
 Q_AGGS = ("min", "lcb")
