@@ -277,6 +277,9 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         """Selection rules evaluated at each K > 1: argmax (rejection sampling by min Q) and, for dipole, tilt
         (K candidates from pi+, one resampled with probability ∝ exp(omega·beta·G)); default: argmax and the
         checkpoint's own rule."""
+        term_weights: tuple[str, ...] = ()
+        """dipole-terms: weight settings to evaluate, one per value, each TERM=WEIGHT[,TERM=WEIGHT...] (e.g.
+        speed=1,safety=4,lane=0.5); terms not named keep the checkpoint's config.term_weights. Replaces --omega."""
         episodes: int = 50
         """Episodes per (omega, K, selection)."""
         env: Optional[str] = None
@@ -565,7 +568,9 @@ def cmd_eval(a):
         candidates = [1]
         print(f"note: agent '{header['agent']}' cannot rank candidate actions; evaluating with --num-candidates 1")
     if omegas == [None] and any(w != 0.0 for w in a.omega) and tuple(a.omega) != DEFAULT_OMEGAS:
-        raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl")
+        terms = " (it weights reward terms: use --term-weights)" if hasattr(agent, "weight_vector") else ""
+        raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl"
+                         + terms)
     if not omegas or not candidates:
         raise UsageError("--omega and --num-candidates need at least one value each")
     selections = list(dict.fromkeys(("argmax", agent.selection_of()))) if a.selection is None else list(a.selection)
@@ -579,6 +584,8 @@ def cmd_eval(a):
                 agent.check_sampling(omega=w, num_candidates=k, selection=sel)
     env_name = a.env or header["env"]
     out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
+    if a.term_weights or hasattr(agent, "weight_vector"):
+        return _eval_term_weights(a, agent, header, path, env_name, out_dir, candidates, selections)
     stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
     rows = run_sweep(agent, env_name, stem, omegas, candidates, a.episodes, a.seed,
@@ -586,6 +593,29 @@ def cmd_eval(a):
     print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1),
                              agent.selection_of()))
     print(f"wrote {stem}.json and {stem}.png")
+
+
+def _eval_term_weights(a, agent, header, path, env_name, out_dir, candidates, selections):
+    """`dipole eval` of an agent that weights reward terms: one sweep over K and selection per weight setting."""
+    from dipole.runners.sweep import format_sweep_table, new_output_stem, run_sweep
+
+    if not hasattr(agent, "weight_vector"):
+        raise UsageError(f"agent '{header['agent']}' has no reward terms; --term-weights applies to dipole-terms "
+                         "(use --omega)")
+    if tuple(a.omega) != DEFAULT_OMEGAS:
+        raise UsageError(f"agent '{header['agent']}' weights reward terms instead of one omega; use --term-weights "
+                         f"(terms: {', '.join(agent.config.terms)})")
+    settings = [agent.weight_vector(w) for w in a.term_weights] or [agent.weight_vector()]  # all checked first
+    print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
+    for vec in settings:
+        named = ", ".join(f"{t}={w:g}" for t, w in zip(agent.config.terms, vec))
+        weighted = agent.replace(config=agent.config.replace(term_weights=tuple(float(w) for w in vec)))
+        stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
+        rows = run_sweep(weighted, env_name, stem, [None], candidates, a.episodes, a.seed,
+                         title=f"{env_name} @ step {header['step']}, {named}", selections=selections)
+        print(f"term weights {named}:")
+        print(format_sweep_table(rows, None, agent.config.num_candidates, agent.selection_of()))
+        print(f"wrote {stem}.json and {stem}.png")
 
 
 def cmd_finetune(a):

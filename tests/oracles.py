@@ -107,3 +107,40 @@ def expectile(values: np.ndarray, weights: np.ndarray, tau: float) -> float:
         grad = (weights * np.where(d > 0, tau, 1 - tau) * d).sum()
         lo, hi = (m, hi) if grad > 0 else (lo, m)
     return 0.5 * (lo + hi)
+
+
+# --------------------------------------------------------------------------- several reward terms, in 2-D
+def _log_kernel(points: np.ndarray, x: np.ndarray, t: float) -> np.ndarray:
+    """-|x - t g|^2 / (2 (1 - t)^2) for samples x (n, 2) and grid points g (M, 2) -> (n, M)."""
+    d2 = (x**2).sum(1)[:, None] - 2 * t * x @ points.T + t**2 * (points**2).sum(1)[None]
+    return -0.5 * d2 / (1 - t) ** 2
+
+
+def _velocity_from_kernel(points, p, x, t, log_kernel):
+    logw = np.log(np.maximum(p, 1e-300))[None] + log_kernel
+    w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    return (w @ points / w.sum(1, keepdims=True) - x) / (1 - t)
+
+
+def exact_velocity_2d(points: np.ndarray, p: np.ndarray, x: np.ndarray, t: float) -> np.ndarray:
+    """The exact marginal velocity (E[x1 | x_t = x] - x) / (1 - t) of a density held on 2-D points (M, 2) with
+    probabilities p (M,), at samples x (n, 2)."""
+    return _velocity_from_kernel(points, p, x, t, _log_kernel(points, x, t))
+
+
+def exact_term_guided_samples(points, p_ref, pairs, weights, flow_steps: int, n: int = 2000, seed: int = 11):
+    """dipole.agents.terms' Euler ODE, v = v_ref + sum_k lambda_k (v_k+ - v_k-), driven by the exact fields of
+    p_ref and of each (p_k+, p_k-) in `pairs`; clipped to [-1, 1] as the sampler clips."""
+    norm = lambda q: q / q.sum()
+    p_ref, pairs = norm(p_ref), [(norm(a), norm(b)) for a, b in pairs]
+    x = np.random.default_rng(seed).normal(size=(n, 2))
+    for i in range(flow_steps):
+        t = i / flow_steps
+        kernel = _log_kernel(points, x, t)
+        v = _velocity_from_kernel(points, p_ref, x, t, kernel)
+        for lam, (pp, pn) in zip(weights, pairs):
+            if lam:
+                v = v + lam * (_velocity_from_kernel(points, pp, x, t, kernel)
+                               - _velocity_from_kernel(points, pn, x, t, kernel))
+        x = x + v / flow_steps
+    return np.clip(x, -1, 1)

@@ -52,7 +52,7 @@ def test_train_help_shows_every_config_field_with_its_type_and_default(agent, ca
         line = option_block(out, f"--config.{f.name.replace('_', '-')}")
         assert line is not None, f"--config.{f.name} missing from `dipole train --agent {agent} --help`"
         value = getattr(config, f.name)
-        shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value) if value != "" else "''"
         assert f"(default: {shown})" in line, line
     for option in ("--steps INT", "--seed INT", "--run-dir", "--eval-every INT", "--agent {", "--preset {",
                    "--tensorboard", "--wandb"):

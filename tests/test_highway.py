@@ -144,3 +144,63 @@ def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     header, _, row = format_sweep_table([res]).splitlines()
     assert header.endswith("| crash or off-road | mean speed (m/s) | distance (m) |")
     assert row.endswith(f"| {100 * res['failure']:.1f}% | {res['mean_speed']:.2f} | {res['distance']:.0f} |")
+
+
+def test_per_term_agent_trains_on_driving_data_and_takes_term_weights(highway_data, tmp_path):
+    """dipole-terms reads the data's reward per term (speed, safety = collision + off-road, lane) and is evaluated
+    at user term weights; data without terms and unknown term names are refused with one line each."""
+    from dipole.agents import get_agent
+    from dipole.data.dataset import Dataset
+    from dipole.errors import UsageError
+    from dipole.runners.evaluation import evaluate_agent
+    from dipole.runners.offline import TrainSettings, train
+
+    data = load_highway("highway-fast-v0", highway_data["path"])
+    raw = np.load(highway_data["path"])
+    assert data.term_names == ("speed", "safety", "lane")
+    np.testing.assert_array_equal(data["term_rewards"], np.stack(
+        [raw["terms/speed"], raw["terms/collision"] + raw["terms/offroad"], raw["terms/lane"]], 1).astype(np.float32))
+    _, cfg = get_agent("dipole-terms")
+    settings = TrainSettings(steps=20, log_every=10, eval_every=0, eval_episodes=0, save_every=20, progress=False)
+    agent = train(str(tmp_path / "run"), "highway-fast-v0", data, "dipole-terms", cfg(**TINY, num_candidates=4,
+                                                                                          guard_term="safety"),
+                  settings, log=lambda *_: 0)
+    res = evaluate_agent(agent, "highway-fast-v0", 1, term_weights="safety=4,lane=0.5")
+    assert res["term_weights"] == {"speed": 1.0, "safety": 4.0, "lane": 0.5} and res["num_candidates"] == 4
+    assert res["return"] == pytest.approx(sum(res[f"return_{t}"] for t in TERMS), abs=1e-6)
+    with pytest.raises(UsageError, match=r"this agent's terms are \['speed', 'safety', 'lane'\]"):
+        evaluate_agent(agent, "highway-fast-v0", 1, term_weights={"comfort": 1.0})
+    plain = Dataset({k: data[k] for k in ("observations", "actions", "rewards", "masks", "next_observations")},
+                    name="plain.npz")
+    with pytest.raises(UsageError, match="plain.npz: agent 'dipole-terms' needs a reward per term"):
+        train(str(tmp_path / "plain"), "highway-fast-v0", plain, "dipole-terms", cfg(**TINY), settings)
+    with pytest.raises(UsageError, match=r"config.terms is \['a', 'b', 'c'\]; set --config.terms speed,safety,lane"):
+        train(str(tmp_path / "names"), "highway-fast-v0", data, "dipole-terms", cfg(**TINY, terms=("a", "b", "c")),
+              settings)
+
+
+def test_term_weights_on_the_command_line(highway_data, tmp_path, capsys):
+    """`dipole train --agent dipole-terms` on driving data, then `dipole eval --term-weights` over two settings: one
+    table and one result file per setting, each row carrying its weights; --omega and unknown terms refused."""
+    import json
+
+    from dipole.cli import main
+
+    run = str(tmp_path / "run")
+    main(["train", "--agent", "dipole-terms", "--env", "highway-fast-v0", "--dataset", highway_data["path"],
+          "--preset", "tiny", "--steps", "20", "--eval-every", "0", "--eval-episodes", "0", "--run-dir", run])
+    capsys.readouterr()
+    main(["eval", "--checkpoint", run, "--term-weights", "safety=4", "speed=0,lane=2", "--num-candidates", "1", "4",
+          "--episodes", "1", "--out", str(tmp_path / "eval")])
+    out = capsys.readouterr().out
+    assert "term weights speed=1, safety=4, lane=1:" in out and "term weights speed=0, safety=1, lane=2:" in out
+    files = sorted((tmp_path / "eval").glob("*.json"))
+    assert len(files) == 2
+    rows = [json.loads(f.read_text()) for f in files]
+    assert [r["term_weights"] for r in rows[0]] == [{"speed": 1.0, "safety": 4.0, "lane": 1.0}] * 2
+    assert [r["term_weights"] for r in rows[1]] == [{"speed": 0.0, "safety": 1.0, "lane": 2.0}] * 2
+    assert [(r["num_candidates"], r["selection"]) for r in rows[1]] == [(1, None), (4, "argmax")]
+    with pytest.raises(SystemExit, match=r"^error: term weight for 'comfort': this agent's terms are"):
+        main(["eval", "--checkpoint", run, "--term-weights", "comfort=1", "--episodes", "1"])
+    with pytest.raises(SystemExit, match="^error: agent 'dipole-terms' has no greediness knob.*use --term-weights"):
+        main(["eval", "--checkpoint", run, "--omega", "2", "--episodes", "1"])

@@ -18,6 +18,7 @@ from dipole.agents.fql import FQLAgent, FQLConfig
 from dipole.agents.ifql import IFQLAgent, IFQLConfig
 from dipole.agents.iql import IQLAgent, IQLConfig
 from dipole.agents.presets import SIZE_PRESETS, task_overrides
+from dipole.agents.terms import TermsAgent, TermsConfig
 from dipole.errors import UsageError
 from dipole.storage import CheckpointError, read_checkpoint, resolve_checkpoint
 
@@ -28,6 +29,7 @@ AGENTS = {
     "ifql": (IFQLAgent, IFQLConfig),
     "fql": (FQLAgent, FQLConfig),
     "cfgrl": (CFGRLAgent, CFGRLConfig),
+    "dipole-terms": (TermsAgent, TermsConfig),
 }
 
 

@@ -69,8 +69,11 @@ def coerce_field(cls, name: str, value: Any):
     try:
         if hint is tuple or typing.get_origin(hint) is tuple:
             if isinstance(value, str):
-                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
-            return tuple(int(v) for v in value)
+                value = [v.strip() for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            item = (typing.get_args(hint) or (int,))[0]
+            if item is int:
+                return tuple(_as_int(v) for v in value)
+            return tuple(item(v) for v in value)
         if hint is bool:
             if isinstance(value, str):
                 low = value.strip().lower()
@@ -79,9 +82,7 @@ def coerce_field(cls, name: str, value: Any):
                 return low in ("true", "1", "yes")
             return bool(value)
         if hint is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise UsageError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
+            return _as_int(value)
         if hint is float:
             return float(value)
         if hint is str:
@@ -89,6 +90,14 @@ def coerce_field(cls, name: str, value: Any):
     except (TypeError, ValueError):
         raise UsageError(f"config.{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from None
     return value
+
+
+def _as_int(value):
+    """An integer from an int, an integral float or a string such as '3' or '3.0'; '2.5' is refused, not rounded."""
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -141,6 +150,11 @@ class Agent(flax.struct.PyTreeNode):
         if hasattr(self, "target_q"):
             new["target_q"] = critic.polyak(self.target_q, params["q"], self.config.tau)
         return self.replace(**new), info
+
+    @classmethod
+    def check_dataset(cls, config, dataset) -> None:
+        """Refuse, before training starts, a dataset this agent cannot learn from (every agent here can use
+        (s, a, r, mask, s') data; agents needing more fields say so)."""
 
     # ------------------------------------------------------------------ acting
     def check_sampling(self, omega: float | None = None, num_candidates: int | None = None,

@@ -13,7 +13,7 @@ import numpy as np
 from dipole.errors import MissingFileError, UsageError
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "masks", "next_observations")
-OPTIONAL_KEYS = ("terminals",)
+OPTIONAL_KEYS = ("terminals", "term_rewards")  # term_rewards (N, T): a reward per term (dipole-terms)
 
 
 class DatasetError(UsageError):
@@ -132,8 +132,10 @@ class Dataset:
         clip_actions: bool = False,
         obs_shape: tuple | None = None,
         action_dim: int | None = None,
+        term_names: tuple | None = None,
     ):
         self.name = name
+        self.term_names = tuple(term_names) if term_names is not None else None
         self.num_clipped_actions = 0
         missing = [k for k in REQUIRED_KEYS if k not in arrays]
         if missing:
@@ -164,6 +166,12 @@ class Dataset:
         for key in ("rewards", "masks", "terminals"):
             if key in data and data[key].ndim != 1:
                 raise DatasetError(f"{name}: field '{key}' must have shape (N,), got {data[key].shape}.")
+        if "term_rewards" in data and data["term_rewards"].ndim != 2:
+            raise DatasetError(f"{name}: field 'term_rewards' must have shape (N, number of terms), got "
+                               f"{data['term_rewards'].shape}.")
+        if term_names is not None and ("term_rewards" not in data or len(term_names) != data["term_rewards"].shape[1]):
+            raise DatasetError(f"{name}: {len(term_names)} term names {list(term_names)} but 'term_rewards' has "
+                               f"{data['term_rewards'].shape[1] if 'term_rewards' in data else 'no'} columns.")
         if data["next_observations"].shape != data["observations"].shape:
             raise DatasetError(
                 f"{name}: 'next_observations' has shape {data['next_observations'].shape} but 'observations' has "
@@ -210,7 +218,7 @@ class Dataset:
         blake2b-128; computed once. Two datasets with equal training arrays have the same fingerprint."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=16)
-            for key in REQUIRED_KEYS:
+            for key in REQUIRED_KEYS + (("term_rewards",) if "term_rewards" in self.arrays else ()):
                 value = np.ascontiguousarray(self.arrays[key])
                 h.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
                 h.update(memoryview(value).cast("B"))
@@ -232,12 +240,16 @@ class Dataset:
         return int(self.arrays["actions"].shape[1])
 
     def training_arrays(self) -> dict:
-        """The arrays an agent's update reads (terminals are not needed: masks carry them)."""
-        return {k: self.arrays[k] for k in REQUIRED_KEYS}
+        """The arrays an agent's update reads (terminals are not needed: masks carry them), with term_rewards when
+        the data has them."""
+        return {k: self.arrays[k] for k in self._training_keys()}
+
+    def _training_keys(self) -> tuple:
+        return REQUIRED_KEYS + (("term_rewards",) if "term_rewards" in self.arrays else ())
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> dict:
         idx = rng.integers(0, len(self), size=batch_size)
-        return {k: self.arrays[k][idx] for k in REQUIRED_KEYS}
+        return {k: self.arrays[k][idx] for k in self._training_keys()}
 
     def summary(self) -> dict:
         r = self.arrays["rewards"]

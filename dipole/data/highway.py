@@ -10,6 +10,7 @@ from dipole.data.dataset import Dataset, DatasetError, check_same_rows, read_npz
 from dipole.envs.highway import OBS_DIM, TERMS, parse_highway_name
 
 DEFAULT_DATA_DIR = "~/.dipole/highway"
+DRIVING_TERMS = ("speed", "safety", "lane")  # the columns of term_rewards
 
 
 def load_highway(name: str, dataset_path: str | None = None, clip_actions: bool = False):
@@ -29,4 +30,9 @@ def load_highway(name: str, dataset_path: str | None = None, clip_actions: bool 
                                "`dipole data highway`")
     arrays["rewards"] = sum(weights[t] * arrays[f"terms/{t}"] for t in TERMS).astype(np.float32)
     arrays["masks"] = 1.0 - arrays["terminated"]
-    return Dataset(arrays, name=path, clip_actions=clip_actions, obs_shape=(OBS_DIM,), action_dim=2)
+    # per-term rewards for agents that weight terms at inference (dipole-terms), unweighted: speed in [0, 1],
+    # safety = collision + off-road (-1 on the step either ends the episode), lane in [-1, 0]
+    arrays["term_rewards"] = np.stack([arrays["terms/speed"], arrays["terms/collision"] + arrays["terms/offroad"],
+                                       arrays["terms/lane"]], axis=1).astype(np.float32)
+    return Dataset(arrays, name=path, clip_actions=clip_actions, obs_shape=(OBS_DIM,), action_dim=2,
+                   term_names=DRIVING_TERMS)

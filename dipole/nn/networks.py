@@ -32,22 +32,26 @@ class MLP(nn.Module):
 
 
 class ValueNet(nn.Module):
-    """V(s) -> (B,)."""
+    """V(s) -> (B,); with `outputs` = T, one value per reward term -> (B, T)."""
 
     hidden_dims: Sequence[int]
     layer_norm: bool = True
+    outputs: int | None = None
 
     @nn.compact
     def __call__(self, obs):
-        return MLP(self.hidden_dims, 1, self.layer_norm)(obs)[..., 0]
+        out = MLP(self.hidden_dims, self.outputs or 1, self.layer_norm)(obs)
+        return out if self.outputs else out[..., 0]
 
 
 class QEnsemble(nn.Module):
-    """Q_i(s, a) for i < num_qs, evaluated in one batched call -> (num_qs, B)."""
+    """Q_i(s, a) for i < num_qs, evaluated in one batched call -> (num_qs, B); with `outputs` = T, one value per
+    reward term -> (num_qs, B, T)."""
 
     hidden_dims: Sequence[int]
     num_qs: int = 2
     layer_norm: bool = True
+    outputs: int | None = None
 
     @nn.compact
     def __call__(self, obs, actions):
@@ -60,7 +64,8 @@ class QEnsemble(nn.Module):
             axis_size=self.num_qs,
         )
         x = jnp.concatenate([obs, actions], axis=-1)
-        return ensemble(self.hidden_dims, 1, self.layer_norm)(x)[..., 0]
+        out = ensemble(self.hidden_dims, self.outputs or 1, self.layer_norm)(x)
+        return out if self.outputs else out[..., 0]
 
 
 class VelocityField(nn.Module):

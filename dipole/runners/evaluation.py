@@ -7,6 +7,7 @@ import functools
 import numpy as np
 
 from dipole.envs import make_env
+from dipole.errors import UsageError
 from dipole.seeding import stream_key, stream_seed
 
 MAX_EVAL_ENVS = 16  # environments stepped together in one batch of evaluation episodes
@@ -126,18 +127,30 @@ def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]
 
 
 def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, seed=0, envs=None, num_envs=None,
-                   selection=None):
-    """Evaluate a flow agent at a given greediness, number of candidates and candidate selection rule."""
+                   selection=None, term_weights=None):
+    """Evaluate a flow agent at a given greediness, number of candidates and candidate selection rule; agents that
+    weight reward terms at inference (dipole-terms) take `term_weights` ({'safety': 4.0} or 'safety=4') instead of
+    omega."""
     agent.check_sampling(omega, num_candidates, selection=selection)
+    extra = {}
+    if term_weights is not None:
+        if not hasattr(agent, "weight_vector"):
+            raise UsageError(f"agent '{agent.config.agent}' has no reward terms; term weights apply to dipole-terms")
+        lam = agent.weight_vector(term_weights)  # checked before the first episode
+        extra["term_weights"] = dict(zip(agent.config.terms, map(float, lam)))
 
     def act(obs, key):
-        return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates, selection=selection)
+        return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates, selection=selection,
+                                    **extra)
 
     out = run_episodes(act, env_name, episodes, seed=seed, envs=envs, num_envs=num_envs)
     default_omega = getattr(agent.config, "omega", None)
     out["omega"] = (None if default_omega is None else float(default_omega)) if omega is None else float(omega)
     out["num_candidates"] = int(getattr(agent.config, "num_candidates", 1) if num_candidates is None else num_candidates)
     out["selection"] = agent.selection_of(selection) if out["num_candidates"] > 1 else None
+    if hasattr(agent, "weight_vector"):
+        out["term_weights"] = extra.get("term_weights") or dict(zip(agent.config.terms,
+                                                                    map(float, agent.weight_vector())))
     return out
 
 

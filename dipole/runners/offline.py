@@ -157,6 +157,7 @@ def train(
     settings = settings or TrainSettings()
     agent_cls, config_cls = get_agent(agent_name)
     config = config or config_cls()
+    agent_cls.check_dataset(config, dataset)
     with open_run_folder(run_dir, resume, overwrite, log):
         return _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, resume, log,
                       val_dataset, logging)
