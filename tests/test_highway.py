@@ -174,6 +174,10 @@ def test_per_term_agent_trains_on_driving_data_and_takes_term_weights(highway_da
                     name="plain.npz")
     with pytest.raises(UsageError, match="plain.npz: agent 'dipole-terms' needs a reward per term"):
         train(str(tmp_path / "plain"), "highway-fast-v0", plain, "dipole-terms", cfg(**TINY), settings)
+    from dipole.runners.population import train_population
+
+    with pytest.raises(UsageError, match="agent 'dipole-terms' is not trained as a population; train each seed"):
+        train_population(str(tmp_path / "pop"), [("highway-fast-v0", 0)], None, "dipole-terms")
     with pytest.raises(UsageError, match=r"config.terms is \['a', 'b', 'c'\]; set --config.terms speed,safety,lane"):
         train(str(tmp_path / "names"), "highway-fast-v0", data, "dipole-terms", cfg(**TINY, terms=("a", "b", "c")),
               settings)

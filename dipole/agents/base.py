@@ -135,6 +135,7 @@ class Agent(flax.struct.PyTreeNode):
     ranks_candidates: ClassVar[bool] = False  # whether a critic can rank K > 1 candidate actions
     has_temperature: ClassVar[bool] = False  # whether the policy is a distribution with a temperature (Gaussian)
     tilts_candidates: ClassVar[bool] = False  # whether selection='tilt' applies (needs beta and an advantage)
+    trains_in_populations: ClassVar[bool] = True  # whether dipole.runners.population can train and evaluate it
 
     # ------------------------------------------------------------------ learning
     def apply_loss(self, loss_fn, *args, **changes):

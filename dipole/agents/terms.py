@@ -145,6 +145,7 @@ def parse_term_weights(text: str) -> dict:
 class TermsAgent(Agent):
     ranks_candidates = True
     tilts_candidates = True
+    trains_in_populations = False  # populations carry one reward column per task, not term_rewards (yet)
 
     params: Any  # {'actor': ..., 'q': ..., 'v': ...}
     target_q: Any

@@ -455,6 +455,9 @@ def train_population(
     """
     settings = settings or TrainSettings()
     agent_cls, config_cls = get_agent(agent_name)
+    if not agent_cls.trains_in_populations:
+        raise UsageError(f"agent '{agent_name}' is not trained as a population; train each seed as its own run "
+                         "(dipole train --seed S, one run folder per seed)")
     config = config or config_cls()
     members = [m if isinstance(m, Member) else Member(*m) for m in members]
     if not members:
