@@ -244,8 +244,9 @@ class TermsAgent(Agent):
         loss_ref = jnp.mean(err[0])
         loss_pos = jnp.sum(jnp.mean(w * err[1::2], axis=1))
         loss_neg = jnp.sum(jnp.mean((1.0 - w) * err[2::2], axis=1))
+        per_term = {f"w_mean_{name}": w[k].mean() for k, name in enumerate(self.config.terms)}
         return loss_ref + loss_pos + loss_neg, {"actor_ref_loss": loss_ref, "actor_pos_loss": loss_pos,
-                                                "actor_neg_loss": loss_neg, "w_mean": w.mean(axis=1)}
+                                                "actor_neg_loss": loss_neg, **per_term}
 
     def total_loss(self, params, batch, rng, adv):
         c_loss, c_info = self.critic_loss(params, batch)
@@ -278,7 +279,9 @@ class TermsAgent(Agent):
         adv = self.normalised(raw, var_ema, count)
         new, info = self.apply_loss(self.total_loss, batch, loss_rng, adv, rng=rng, adv_mean_ema=mean_ema,
                                     adv_var_ema=var_ema)
-        return new, {**info, "adv_mean": raw.mean(axis=0), "adv_std": raw.std(axis=0)}
+        for k, name in enumerate(cfg.terms):  # one scalar per term, so metrics.csv has a column each
+            info[f"adv_mean_{name}"], info[f"adv_std_{name}"] = raw[:, k].mean(), raw[:, k].std()
+        return new, info
 
     # ------------------------------------------------------------------ acting
     def weight_vector(self, term_weights: Mapping[str, float] | str | None = None) -> np.ndarray:
