@@ -22,9 +22,6 @@ from dipole.nn import critic, flow
 from dipole.nn.networks import PolarVelocityFields
 from dipole.seeding import stream_key
 
-ADV_NORMS = ("none", "running_std")
-
-
 @dataclasses.dataclass(frozen=True)
 class DIPOLEConfig(AgentConfig):
     agent: ClassVar[str] = "dipole"
@@ -60,8 +57,8 @@ class DIPOLEConfig(AgentConfig):
     training: samples mu * sigmoid(beta G) * exp(omega * beta * G) as K grows)."""
 
     def __post_init__(self):  # refused when the config is made (e.g. from the command line), before any data loads
-        if self.adv_norm not in ADV_NORMS:
-            raise UsageError(f"config.adv_norm must be one of {', '.join(ADV_NORMS)}, got {self.adv_norm!r}")
+        if self.adv_norm not in critic.ADV_NORMS:
+            raise UsageError(f"config.adv_norm must be one of {', '.join(critic.ADV_NORMS)}, got {self.adv_norm!r}")
         if self.selection not in flow.SELECTIONS:
             raise UsageError(f"config.selection must be one of {', '.join(flow.SELECTIONS)}, got {self.selection!r}")
         if self.q_agg not in critic.Q_AGGS:
@@ -141,11 +138,7 @@ class DIPOLEAgent(Agent):
 
     def normalised_advantage(self, adv, mean_ema, var_ema, count):
         """G, or G divided by its running std (bias-corrected EMA), depending on config.adv_norm."""
-        if self.config.adv_norm == "none":
-            return adv
-        debias = 1.0 - self.config.adv_norm_decay ** count.astype(jnp.float32)
-        std = jnp.sqrt(var_ema / debias + 1e-8)
-        return adv / std
+        return critic.normalise_advantage(adv, var_ema, count, self.config.adv_norm, self.config.adv_norm_decay)
 
     def positive_weight(self, adv):
         """w = sigmoid(beta * G) in (0, 1); the negative policy's weight is 1 - w."""
@@ -188,9 +181,7 @@ class DIPOLEAgent(Agent):
         # A batch may carry known advantages (bandits, analytic checks): then the critic's G is not used.
         raw_adv = batch["advantages"] if "advantages" in batch else self.advantage(qs, v)
         count = self.step + 1
-        d = cfg.adv_norm_decay
-        mean_ema = d * self.adv_mean_ema + (1 - d) * raw_adv.mean()
-        var_ema = d * self.adv_var_ema + (1 - d) * raw_adv.var()
+        mean_ema, var_ema = critic.advantage_moments(self.adv_mean_ema, self.adv_var_ema, raw_adv, cfg.adv_norm_decay)
         adv = self.normalised_advantage(raw_adv, mean_ema, var_ema, count)
 
         new, info = self.apply_loss(self.total_loss, batch, loss_rng, adv, rng=rng, adv_mean_ema=mean_ema,

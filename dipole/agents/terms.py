@@ -36,9 +36,6 @@ from dipole.nn import critic, flow
 from dipole.nn.networks import LabelledVelocityField, QEnsemble, ValueNet
 from dipole.seeding import stream_key
 
-ADV_NORMS = ("none", "running_std")
-
-
 @dataclasses.dataclass(frozen=True)
 class TermsConfig(AgentConfig):
     agent: ClassVar[str] = "dipole-terms"
@@ -103,8 +100,8 @@ class TermsConfig(AgentConfig):
                 raise UsageError(f"config betas must be finite numbers > 0, got {b}")
         if not all(math.isfinite(w) for w in self.term_weights):
             raise UsageError(f"config.term_weights must be finite numbers, got {self.term_weights!r}")
-        if self.adv_norm not in ADV_NORMS:
-            raise UsageError(f"config.adv_norm must be one of {', '.join(ADV_NORMS)}, got {self.adv_norm!r}")
+        if self.adv_norm not in critic.ADV_NORMS:
+            raise UsageError(f"config.adv_norm must be one of {', '.join(critic.ADV_NORMS)}, got {self.adv_norm!r}")
         if self.selection not in flow.SELECTIONS:
             raise UsageError(f"config.selection must be one of {', '.join(flow.SELECTIONS)}, got {self.selection!r}")
         if self.q_agg not in critic.Q_AGGS:
@@ -218,10 +215,7 @@ class TermsAgent(Agent):
         return critic.advantage(qs, v, self.config.q_agg, self.config.q_pessimism)
 
     def normalised(self, adv, var_ema, count):
-        if self.config.adv_norm == "none":
-            return adv
-        debias = 1.0 - self.config.adv_norm_decay ** count.astype(jnp.float32)
-        return adv / jnp.sqrt(var_ema / debias + 1e-8)
+        return critic.normalise_advantage(adv, var_ema, count, self.config.adv_norm, self.config.adv_norm_decay)
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, params, batch):
@@ -261,21 +255,13 @@ class TermsAgent(Agent):
         `term_advantages` (B, T) to weight the pairs by known advantages instead of the critic's G (bandits,
         analytic checks; the critic still learns from term_rewards).
         """
-        if "term_rewards" not in batch:
-            raise UsageError("agent 'dipole-terms' trains on data with a reward per term ('term_rewards', shape "
-                             f"(N, {self.num_terms}) for terms {list(self.config.terms)}); this batch has only "
-                             f"{sorted(batch)}")
-        if batch["term_rewards"].shape[-1] != self.num_terms:
-            raise UsageError(f"'term_rewards' has {batch['term_rewards'].shape[-1]} columns but the config names "
-                             f"{self.num_terms} terms {list(self.config.terms)}")
+        self.check_dataset(self.config, batch)  # at trace time: a batch without the terms' rewards is refused
         cfg = self.config
         rng, loss_rng = jax.random.split(self.rng)
         raw = (batch["term_advantages"] if "term_advantages" in batch
                else self.term_advantages(self.params, batch["observations"], batch["actions"]))
         count = self.step + 1
-        d = cfg.adv_norm_decay
-        mean_ema = d * self.adv_mean_ema + (1 - d) * raw.mean(axis=0)
-        var_ema = d * self.adv_var_ema + (1 - d) * raw.var(axis=0)
+        mean_ema, var_ema = critic.advantage_moments(self.adv_mean_ema, self.adv_var_ema, raw, cfg.adv_norm_decay)
         adv = self.normalised(raw, var_ema, count)
         new, info = self.apply_loss(self.total_loss, batch, loss_rng, adv, rng=rng, adv_mean_ema=mean_ema,
                                     adv_var_ema=var_ema)

@@ -218,7 +218,7 @@ class Dataset:
         blake2b-128; computed once. Two datasets with equal training arrays have the same fingerprint."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=16)
-            for key in REQUIRED_KEYS + (("term_rewards",) if "term_rewards" in self.arrays else ()):
+            for key in self._training_keys():
                 value = np.ascontiguousarray(self.arrays[key])
                 h.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
                 h.update(memoryview(value).cast("B"))

@@ -50,6 +50,23 @@ def q_loss(qs, rewards, masks, next_v, discount: float):
     return jnp.mean(jnp.sum(jnp.square(qs - target[None]), axis=0))
 
 
+ADV_NORMS = ("none", "running_std")
+
+
+def advantage_moments(mean_ema, var_ema, adv, decay: float):
+    """The EMAs of G's batch mean and variance over its first axis (one per term when G is (B, T))."""
+    return (decay * mean_ema + (1 - decay) * adv.mean(axis=0), decay * var_ema + (1 - decay) * adv.var(axis=0))
+
+
+def normalise_advantage(adv, var_ema, count, how: str, decay: float):
+    """G as is (how='none'), or divided by its running std, the bias-corrected EMA of its variance after `count`
+    updates (how='running_std')."""
+    if how == "none":
+        return adv
+    debias = 1.0 - decay ** count.astype(jnp.float32)
+    return adv / jnp.sqrt(var_ema / debias + 1e-8)
+
+
 def polyak(target_params, online_params, tau: float):
     return jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, target_params, online_params)
 

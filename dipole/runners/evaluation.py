@@ -133,11 +133,10 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
     omega."""
     agent.check_sampling(omega, num_candidates, selection=selection)
     extra = {}
-    if term_weights is not None:
-        if not hasattr(agent, "weight_vector"):
-            raise UsageError(f"agent '{agent.config.agent}' has no reward terms; term weights apply to dipole-terms")
-        lam = agent.weight_vector(term_weights)  # checked before the first episode
-        extra["term_weights"] = dict(zip(agent.config.terms, map(float, lam)))
+    if hasattr(agent, "weight_vector"):  # checked before the first episode
+        extra["term_weights"] = dict(zip(agent.config.terms, map(float, agent.weight_vector(term_weights))))
+    elif term_weights is not None:
+        raise UsageError(f"agent '{agent.config.agent}' has no reward terms; term weights apply to dipole-terms")
 
     def act(obs, key):
         return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates, selection=selection,
@@ -148,9 +147,7 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
     out["omega"] = (None if default_omega is None else float(default_omega)) if omega is None else float(omega)
     out["num_candidates"] = int(getattr(agent.config, "num_candidates", 1) if num_candidates is None else num_candidates)
     out["selection"] = agent.selection_of(selection) if out["num_candidates"] > 1 else None
-    if hasattr(agent, "weight_vector"):
-        out["term_weights"] = extra.get("term_weights") or dict(zip(agent.config.terms,
-                                                                    map(float, agent.weight_vector())))
+    out.update(extra)
     return out
 
 
