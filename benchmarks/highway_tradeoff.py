@@ -1,103 +1,197 @@
-"""Driving trade-off: how omega moves DIPOLE between cautious and assertive driving, next to the data's drivers.
+"""Driving trade-offs: one dipole-terms model dialled per reward term at inference, against retraining DIPOLE on each
+combined reward, the scripted drivers, BC and IQL, over several seeds.
 
-    python benchmarks/highway_tradeoff.py [--out runs/highway] [--steps 40000] [--episodes 30]
+    python benchmarks/highway_tradeoff.py --out runs/highway-tradeoff                 # the reported table (final)
+    python benchmarks/highway_tradeoff.py --stage dev --out runs/highway-tradeoff-dev  # where choices are made
 
-Makes the scripted-driver dataset (if missing), trains DIPOLE, BC and IQL on it (small networks), evaluates the
-scripted drivers, the baselines, DIPOLE at its headline omega (fixed in advance in dipole/configs.py) and DIPOLE over
-an omega sweep (each point its own evaluation, K=1 so only guidance moves), all on the same episode seeds. Every
-evaluation is cached in OUT/results.json, so a killed run resumes. Writes OUT/results.json, OUT/tradeoff.md and
-OUT/tradeoff.png (mean speed against collision rate, and return terms against omega).
+Two stages that share no data and no episodes: `dev` (driver data drawn with seed 1, agents and evaluation episodes
+seeded 100, 101) is where settings such as the safety critic's expectile, the guard and the headline term weights
+are chosen; `final` (data seed 0, seeds 0, 1, 2, 50 episodes per seed and point) reports with those choices frozen in
+dipole/agents/presets.py beforehand. Every agent of a stage trains as one population per agent (all seeds, and for
+retrained DIPOLE all reward weightings, in one compiled program) in OUT/runs/NAME; every evaluation is cached in
+OUT/results.json, so a killed run resumes where it stopped (training from its last checkpoint).
+
+Points:
+- `terms: W`: dipole-terms (one training run per seed) sampled at term weights W (K = 1: guidance alone), for each W
+  of --term-grid; `terms: headline` samples at the config's weights, K and guard (fixed in advance in presets.py).
+- `retrained: R`: DIPOLE trained on the combined reward R (the data's terms weighted as in `highway-fast-v0:R`), one
+  training run per weighting and seed, evaluated at its config headline and at omega 0, K 1.
+- the scripted drivers that made the data, and BC and IQL trained on the default reward.
+
+Writes OUT/results.json, OUT/tradeoff.md (mean and std over seeds; per-seed failures) and OUT/tradeoff.png (mean
+speed against the rate of episodes ended by a crash or by leaving the road, each point labelled by its weights).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 
+import numpy as np
+
 ENV = "highway-fast-v0"
+STAGES = {
+    "final": {"data_seed": 0, "seeds": "0,1,2", "episodes": 50},
+    "dev": {"data_seed": 1, "seeds": "100,101", "episodes": 20},
+}
+TERM_GRID = ("speed=0,safety=0,lane=0", "speed=1,safety=0,lane=1", "speed=1,safety=1,lane=1",
+             "speed=1,safety=2,lane=1", "speed=1,safety=4,lane=1", "speed=1,safety=8,lane=1",
+             "speed=2,safety=4,lane=1", "speed=0,safety=4,lane=1")
+RETRAIN_GRID = ("collision=10,offroad=10", "collision=100,offroad=100", "collision=1000,offroad=1000")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/highway")
-    p.add_argument("--env", default=ENV, help="highway env name, optionally with ':speed=W,collision=W,...'")
+    p.add_argument("--out", default="runs/highway-tradeoff")
+    p.add_argument("--stage", choices=sorted(STAGES), default="final",
+                   help="final: data seed 0, seeds 0,1,2, 50 episodes; dev: data seed 1, seeds 100,101, 20 episodes")
+    p.add_argument("--seeds", help="training and evaluation seeds (default: the stage's)")
+    p.add_argument("--episodes", type=int, help="evaluation episodes per seed and point (default: the stage's)")
     p.add_argument("--data-episodes", type=int, help="scripted-driver episodes (default: 100 per driver)")
-    p.add_argument("--steps", type=int, default=40_000)
-    p.add_argument("--episodes", type=int, default=30, help="evaluation episodes per point")
-    p.add_argument("--omegas", default="0,0.5,1,2,4")
-    p.add_argument("--agents", default="dipole,bc,iql")
+    p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--preset", default="small")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every agent that has KEY (repeatable), e.g. --config expectile=0.7")
+    p.add_argument("--term-grid", default=";".join(TERM_GRID),
+                   help="';'-separated term weights for dipole-terms' front, e.g. 'safety=1;safety=4'")
+    p.add_argument("--retrain", default=";".join(RETRAIN_GRID),
+                   help="';'-separated reward weightings, each a retrained DIPOLE ('' for none)")
+    p.add_argument("--baselines", default="bc,iql", help="agents trained on the default reward ('' for none)")
+    p.add_argument("--no-drivers", action="store_true", help="skip the scripted drivers")
+    p.add_argument("--terms-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="dipole-terms config override (repeatable), e.g. --terms-config term_expectiles=0.7,0.3,0.7; "
+                        "each distinct set of overrides is its own training run")
+    p.add_argument("--terms-eval", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
+                   help="extra dipole-terms sampling setting evaluated at every --term-grid point (repeatable), e.g. "
+                        "'num_candidates=16;selection=argmax;guard_term=safety;guard_threshold=-1'")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the data")
     args = p.parse_args(argv)
+    stage = STAGES[args.stage]
+    seeds = [int(s) for s in (args.seeds or stage["seeds"]).split(",") if s.strip()]
+    episodes = args.episodes or stage["episodes"]
 
     from dipole.agents import build_config
     from dipole.agents.base import parse_overrides
     from dipole.bench.highway import evaluate_driver
     from dipole.data.highway import load_highway
     from dipole.datagen.highway import DEFAULT_DATA_EPISODES, DRIVERS, generate_highway
-    from dipole.envs.highway import parse_highway_name
-    from dipole.runners.evaluation import evaluate_agent
-    from dipole.runners.offline import TrainSettings, train
+    from dipole.errors import UsageError
+    from dipole.runners.offline import TrainSettings
+    from dipole.runners.evaluation import make_eval_envs
+    from dipole.runners.population import (
+        PopulationData,
+        evaluate_population,
+        members_of,
+        population_eval_envs,
+        train_population,
+    )
     from dipole.storage import atomic_write_json
 
-    args.data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
-    overrides = parse_overrides(args.config)
+    data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
+    term_grid = [w.strip() for w in args.term_grid.split(";") if w.strip()]
+    retrain = [w.strip() for w in args.retrain.split(";") if w.strip()]
+    baselines = [a.strip() for a in args.baselines.split(",") if a.strip()]
+    terms_overrides = parse_overrides(args.terms_config)
+    terms_evals = [parse_overrides([kv for kv in s.split(";") if kv.strip()]) for s in args.terms_eval]
+    for text in term_grid:
+        _weights_label(text)  # a malformed point fails before anything runs
+    from dipole.agents.terms import TermsConfig
+
+    for extra in terms_evals:
+        bad = sorted(set(extra) - set(TermsConfig.INFERENCE_FIELDS))
+        if bad:
+            raise UsageError(f"--terms-eval: {bad} are training settings; a sampling setting may change only "
+                             f"{', '.join(TermsConfig.INFERENCE_FIELDS)} (training settings go in --terms-config)")
 
     t0 = time.time()
-    base, weights = parse_highway_name(args.env)
-    data_path = os.path.join(args.out, "data", f"{base}.npz")
+    os.makedirs(args.out, exist_ok=True)
+    data_path = os.path.join(args.out, "data", f"{ENV}.npz")
     results_path = os.path.join(args.out, "results.json")
+    settings_key = {"stage": args.stage, "data_seed": stage["data_seed"], "data_episodes": data_episodes,
+                    "seeds": seeds, "episodes": episodes, "steps": args.steps, "preset": args.preset, "lr": args.lr}
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    settings_key = {"env": args.env, "steps": args.steps, "episodes": args.episodes, "preset": args.preset,
-                    "lr": args.lr, "seed": args.seed, "data_episodes": args.data_episodes, "config": sorted(args.config)}
     if results.get("settings") != settings_key:
+        if results.get("evals"):
+            raise UsageError(f"{results_path} holds results made with other settings ({results.get('settings')}); "
+                             "use another --out or remove it")
         results = {"settings": settings_key, "evals": {}}
 
     def save():
         atomic_write_json(results_path, results)
 
     if not os.path.exists(data_path):
-        print(f"generating {args.data_episodes} scripted-driver episodes ...", flush=True)
-        results["data"] = generate_highway(base, episodes=args.data_episodes, workers=args.workers, seed=args.seed,
-                                           out_dir=os.path.dirname(data_path))
+        print(f"generating {data_episodes} scripted-driver episodes (data seed {stage['data_seed']}) ...", flush=True)
+        results["data"] = generate_highway(ENV, episodes=data_episodes, workers=args.workers,
+                                           seed=stage["data_seed"], out_dir=os.path.dirname(data_path))
         save()
-    dataset = load_highway(args.env, data_path)
 
     def cached(key, fn):
+        """fn() -> one result row per seed (in `seeds` order), evaluated once and kept in results.json."""
         if key not in results["evals"]:
             t = time.time()
-            results["evals"][key] = fn()
-            print(f"  {key}: crash/off-road {failure(results['evals'][key]):.2f}, speed "
-                  f"{results['evals'][key]['mean_speed']:.1f} m/s, return {results['evals'][key]['return']:.1f} "
-                  f"({time.time() - t:.0f}s)", flush=True)
+            rows = fn()
+            results["evals"][key] = {str(s): r for s, r in zip(seeds, rows)}
+            fail, speed = _stats(results["evals"][key], "failure"), _stats(results["evals"][key], "mean_speed")
+            print(f"  {key}: crash or off-road {100 * fail[0]:.1f} ± {100 * fail[1]:.1f} %, speed {speed[0]:.2f} ± "
+                  f"{speed[1]:.2f} m/s ({time.time() - t:.0f} s)", flush=True)
             save()
         return results["evals"][key]
 
-    print("scripted drivers:", flush=True)
-    for d in DRIVERS:
-        cached(f"driver/{d.name}", lambda d=d: evaluate_driver(d, args.env, args.episodes, seed=args.seed))
+    settings = TrainSettings(steps=args.steps, seed=seeds[0], log_every=1000, eval_every=0, eval_episodes=0,
+                             save_every=min(args.steps, 5000), progress=True)
+    dataset = load_highway(ENV, data_path)
 
-    agents = {}
-    for name in [a.strip() for a in args.agents.split(",") if a.strip()]:
-        extra = {k: v for k, v in overrides.items() if k in build_config(name, args.env).to_dict()}
-        config = build_config(name, args.env, args.preset, {"lr": args.lr, **extra})
+    def population(name, agent, tasks, overrides=None):
+        config = build_config(agent, ENV, args.preset, {"lr": args.lr, **(overrides or {})})
+        datasets = [dataset if t == ENV else load_highway(t, data_path) for t in tasks]
         run_dir = os.path.join(args.out, "runs", name)
-        print(f"training {name} for {args.steps} updates -> {run_dir}", flush=True)
-        settings = TrainSettings(steps=args.steps, seed=args.seed, log_every=1000, eval_every=0, eval_episodes=0,
-                                 save_every=args.steps, progress=True)
-        agents[name] = agent = train(run_dir, args.env, dataset, name, config, settings, resume=True)
-        cached(f"{name}/headline", lambda: evaluate_agent(agent, args.env, args.episodes, seed=args.seed))
-        if hasattr(config, "omega") and name == "dipole":
-            for w in [float(x) for x in args.omegas.split(",")]:
-                cached(f"{name}/omega={w:g}", lambda w=w: evaluate_agent(agent, args.env, args.episodes, omega=w,
-                                                                         num_candidates=1, seed=args.seed))
-    results["weights"] = weights
+        print(f"{name}: {agent}, {len(tasks)} reward weighting(s) x {len(seeds)} seed(s), {args.steps} updates -> "
+              f"{run_dir}", flush=True)
+        return train_population(run_dir, members_of(tasks, seeds), PopulationData(tasks, datasets), agent, config,
+                                settings, resume=os.path.exists(os.path.join(run_dir, "config.json")))
+
+    if not args.no_drivers:
+        print("scripted drivers:", flush=True)
+        for d in DRIVERS:
+            cached(f"driver: {d.name}", lambda d=d: [evaluate_driver(d, ENV, episodes, seed=s) for s in seeds])
+
+    # dipole-terms: one population (all seeds), its front over the term-weight grid and its headline
+    terms_name = "terms" + "".join(f"-{k}={_fmt(v)}" for k, v in sorted(terms_overrides.items()))
+    terms_pop = population(terms_name, "dipole-terms", [ENV], terms_overrides)
+    tag = terms_name[len("terms"):]
+    cached(f"terms{tag}: headline", lambda: evaluate_population(terms_pop, episodes))
+    for text in term_grid:
+        cached(f"terms{tag}: {text}", lambda text=text: evaluate_population(terms_pop, episodes, term_weights=text,
+                                                                             num_candidates=1))
+    for extra in terms_evals:
+        cfg = terms_pop.agents.config.replace(**extra)
+        variant = type(terms_pop)(terms_pop.agents.replace(config=cfg), terms_pop.members)
+        label = ",".join(f"{k}={_fmt(v)}" for k, v in extra.items())
+        for text in term_grid:
+            cached(f"terms{tag} [{label}]: {text}",
+                   lambda text=text, variant=variant: evaluate_population(variant, episodes, term_weights=text))
+
+    # DIPOLE retrained on each combined reward: one population over weightings x seeds
+    if retrain:
+        tasks = [f"{ENV}:{w}" for w in retrain]
+        pop = population("retrained-dipole", "dipole", tasks)
+        # every member drives the default-weighted env, so that returns compare across rows (failures and speeds
+        # do not depend on the weights)
+        per_member = population_eval_envs(pop, episodes)
+        envs = [make_eval_envs(ENV, episodes, len(e)) for e in per_member]
+        for mode, kw in (("headline", {}), ("omega 0, K 1", {"omega": 0.0, "num_candidates": 1})):
+            missing = [w for w in retrain if f"retrained: {w} ({mode})" not in results["evals"]]
+            if missing:
+                rows = evaluate_population(pop, episodes, envs=envs, **kw)
+                for i, w in enumerate(retrain):
+                    cached(f"retrained: {w} ({mode})", lambda i=i: rows[i * len(seeds):(i + 1) * len(seeds)])
+
+    for name in baselines:
+        pop = population(name, name, [ENV])
+        cached(f"{name}: headline", lambda pop=pop: evaluate_population(pop, episodes))
+
     results["seconds"] = results.get("seconds", 0) + time.time() - t0
     save()
     md = table(results)
@@ -105,38 +199,92 @@ def main(argv=None):
         f.write(md + "\n")
     plot(results, os.path.join(args.out, "tradeoff.png"))
     print(md)
-    print(f"wrote {args.out}/results.json, tradeoff.md, tradeoff.png ({time.time() - t0:.0f}s)")
+    print(f"wrote {args.out}/results.json, tradeoff.md, tradeoff.png ({time.time() - t0:.0f} s)")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(_fmt, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _weights_label(text: str) -> str:
+    from dipole.agents.terms import parse_term_weights
+
+    return ",".join(f"{k}={v:g}" for k, v in parse_term_weights(text).items())
 
 
 def failure(r) -> float:
-    """Fraction of episodes ended by a crash or by leaving the road (older results: the sum, capped at 1)."""
+    """Share of episodes ended by a crash or by leaving the road."""
     return r.get("failure", min(1.0, r["collision"] + r["offroad"]))
 
 
+def _stats(per_seed: dict, key: str) -> tuple[float, float]:
+    vals = [failure(r) if key == "failure" else r[key] for r in per_seed.values()]
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def goal_check(results) -> list[str]:
+    """Issue's goal, stated on the table: an inference-time setting at least as safe as the `normal` driver and at
+    least as fast as the `assertive` one; and, for every retrained point, the fastest inference-time point that
+    fails no more often."""
+    ev = results["evals"]
+    episodes = results["settings"]["episodes"] * len(results["settings"]["seeds"])
+    front = {k: v for k, v in ev.items() if k.startswith("terms") and "headline" not in k}
+    lines = []
+    normal, assertive = ev.get("driver: normal"), ev.get("driver: assertive")
+    if front and normal and assertive:
+        safe = _stats(normal, "failure")[0]
+        fast = _stats(assertive, "mean_speed")[0]
+        ok = [k for k, v in front.items() if _stats(v, "failure")[0] <= safe + 1.0 / episodes
+              and _stats(v, "mean_speed")[0] >= fast]
+        lines.append(f"- Goal (as safe as `normal`, {100 * safe:.1f}% failures, within one episode of "
+                     f"{episodes}; as fast as `assertive`, {fast:.2f} m/s): "
+                     + (f"reached by {', '.join(ok)}." if ok else "not reached; " + _nearest(front, safe, fast)))
+    for k, v in ev.items():
+        if not k.startswith("retrained"):
+            continue
+        f, s = _stats(v, "failure")[0], _stats(v, "mean_speed")[0]
+        better = [(_stats(w, "mean_speed")[0], key) for key, w in front.items() if _stats(w, "failure")[0] <= f]
+        if better:
+            best = max(better)
+            lines.append(f"- {k} ({100 * f:.1f}%, {s:.2f} m/s): the fastest inference-time point that fails no more "
+                         f"often is {best[1]} at {best[0]:.2f} m/s ({best[0] - s:+.2f}).")
+        else:
+            lines.append(f"- {k} ({100 * f:.1f}%, {s:.2f} m/s): every inference-time point fails more often.")
+    return lines
+
+
+def _nearest(front, safe, fast) -> str:
+    safe_points = [(_stats(v, "mean_speed")[0], k) for k, v in front.items() if _stats(v, "failure")[0] <= safe + 0.02]
+    if not safe_points:
+        best = min((_stats(v, "failure")[0], k) for k, v in front.items())
+        return f"the safest point, {best[1]}, fails in {100 * best[0]:.1f}%."
+    speed, key = max(safe_points)
+    return f"the fastest point within 2 points of that failure rate, {key}, drives {speed:.2f} m/s ({speed - fast:+.2f})."
+
+
 def table(results) -> str:
-    from dipole.datagen.highway import DRIVERS
-
     s = results["settings"]
-    lines = [f"`{s['env']}`, {s['episodes']} evaluation episodes per row (same seeds), {s['steps']} updates, "
-             f"`{s['preset']}` networks; reward weights {results['weights']}"
-             + (f"; overrides {', '.join(s['config'])}." if s.get("config") else "."), "",
-             "| policy | crash or off-road % | collision % | off-road % | mean speed (m/s) | distance (m) | return | "
-             "speed term | lane term |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    drivers = [d.name for d in DRIVERS]
-
-    def order(key):  # scripted drivers in their own order, then the baselines, then DIPOLE's headline and sweep
-        if key.startswith("driver/"):
-            return 0, drivers.index(key[7:]), 0.0, key
-        omega = float(key.split("=")[1]) if "omega=" in key else -1.0
-        return 2 if key.startswith("dipole") else 1, 0, omega, key
-
-    keys = sorted(results["evals"], key=order)
-    for key in keys:
-        r = results["evals"][key]
-        label = key.replace("/headline", " (headline: config omega, K)").replace("driver/", "scripted: ")
-        lines.append(f"| {label} | {100 * failure(r):.1f} | {100 * r['collision']:.1f} | {100 * r['offroad']:.1f} | {r['mean_speed']:.2f} | "
-                     f"{r['distance']:.0f} | {r['return']:.1f} ± {r['return_std']:.1f} | {r['return_speed']:.1f} | "
-                     f"{r['return_lane']:.1f} |")
+    lines = [f"`{ENV}`, stage `{s['stage']}` (driver data seed {s['data_seed']}, {s['data_episodes']} episodes), "
+             f"seeds {s['seeds']} (training and evaluation episodes), {s['episodes']} evaluation episodes per seed and "
+             f"point, {s['steps']} updates, `{s['preset']}` networks, lr {s['lr']:g}. Mean ± std over seeds "
+             "('per seed': episodes ended by a crash or off the road, out of each seed's); returns under the default "
+             "weights (speed 1, collision 100, off-road 100, lane 0.2) for every row.", "",
+             "| policy | crash or off-road % | per seed | collision % | off-road % | mean speed (m/s) | return | "
+             "speed term | safety term | lane term |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, per_seed in results["evals"].items():
+        f, fs = _stats(per_seed, "failure")
+        sp, sps = _stats(per_seed, "mean_speed")
+        col, off = _stats(per_seed, "collision")[0], _stats(per_seed, "offroad")[0]
+        ret, rets = _stats(per_seed, "return")
+        per = "/".join(str(int(round(failure(r) * r["episodes"]))) for r in per_seed.values())
+        terms = [_stats(per_seed, k)[0] for k in ("return_speed",)]
+        safety = _stats(per_seed, "return_collision")[0] + _stats(per_seed, "return_offroad")[0]
+        lane = _stats(per_seed, "return_lane")[0]
+        lines.append(f"| {key} | {100 * f:.1f} ± {100 * fs:.1f} | {per} | {100 * col:.1f} | {100 * off:.1f} | "
+                     f"{sp:.2f} ± {sps:.2f} | {ret:.1f} ± {rets:.1f} | {terms[0]:.1f} | {safety:.1f} | {lane:.1f} |")
+    lines += ["", *goal_check(results)]
     return "\n".join(lines)
 
 
@@ -147,43 +295,35 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     ev = results["evals"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
-    ax = axes[0]
-    for key, r in ev.items():
-        if key.startswith("driver/"):
-            ax.plot(r["mean_speed"], 100 * failure(r), "s", color="grey")
-            ax.annotate(key[7:], (r["mean_speed"], 100 * failure(r)), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8, color="grey")
-    sweep = sorted(((float(k.split("=")[1]), r) for k, r in ev.items() if k.startswith("dipole/omega=")),
-                   key=lambda x: x[0])
-    if sweep:
-        ax.plot([r["mean_speed"] for _, r in sweep], [100 * failure(r) for _, r in sweep], "o-",
-                color="tab:blue", label="DIPOLE, omega sweep (K=1)")
-        for w, r in sweep:
-            ax.annotate(f"ω={w:g}", (r["mean_speed"], 100 * failure(r)), textcoords="offset points",
-                        xytext=(4, -10), fontsize=8, color="tab:blue")
-    markers = {"dipole": ("*", "tab:red"), "bc": ("^", "tab:green"), "iql": ("v", "tab:purple")}
-    for key, r in ev.items():
-        if key.endswith("/headline"):
-            name = key.split("/")[0]
-            m, c = markers.get(name, ("D", "black"))
-            label = f"{name} (headline)" if name != "dipole" else "DIPOLE headline (omega, K from config)"
-            ax.plot(r["mean_speed"], 100 * failure(r), m, color=c, markersize=11, label=label)
+    fig, ax = plt.subplots(figsize=(9, 6))
+    groups = {}
+    for key, per_seed in ev.items():
+        family = ("drivers" if key.startswith("driver") else "retrained" if key.startswith("retrained")
+                  else key.split(":")[0])
+        groups.setdefault(family, []).append((key, per_seed))
+    styles = {"drivers": ("s", "grey"), "retrained": ("D", "tab:orange"), "bc": ("^", "tab:green"),
+              "iql": ("v", "tab:purple")}
+    palette = iter(["tab:blue", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink"])
+    for family, points in groups.items():
+        marker, color = styles.get(family, ("o", None))
+        color = color or next(palette, "black")
+        first = True
+        for key, per_seed in points:
+            f, fs = (100 * x for x in _stats(per_seed, "failure"))
+            sp, sps = _stats(per_seed, "mean_speed")
+            headline = "headline" in key
+            ax.errorbar(sp, f, xerr=sps, yerr=fs, fmt="*" if headline else marker, color=color,
+                        markersize=13 if headline else 6, capsize=2, label=family if first else None)
+            first = False
+            label = key.split(": ", 1)[-1]
+            ax.annotate(label, (sp, f), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color)
     ax.set_xlabel("mean forward speed (m/s)")
     ax.set_ylabel("episodes ended by a crash or leaving the road (%)")
-    ax.set_title("assertiveness vs safety")
+    s = results["settings"]
+    ax.set_title(f"{ENV}, stage {s['stage']}: seeds {s['seeds']}, {s['episodes']} episodes each (bars: std over seeds)")
     ax.legend(fontsize=8)
-    ax = axes[1]
-    if sweep:
-        ws = [w for w, _ in sweep]
-        for term in ("return", "return_speed", "return_lane", "return_collision", "return_offroad"):
-            ax.plot(ws, [r[term] for _, r in sweep], "o-", label=term)
-        ax.set_xlabel("omega")
-        ax.set_ylabel("per-episode sum")
-        ax.set_title("DIPOLE return terms over the omega sweep")
-        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

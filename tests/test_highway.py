@@ -174,13 +174,51 @@ def test_per_term_agent_trains_on_driving_data_and_takes_term_weights(highway_da
                     name="plain.npz")
     with pytest.raises(UsageError, match="plain.npz: agent 'dipole-terms' needs a reward per term"):
         train(str(tmp_path / "plain"), "highway-fast-v0", plain, "dipole-terms", cfg(**TINY), settings)
-    from dipole.runners.population import train_population
-
-    with pytest.raises(UsageError, match="agent 'dipole-terms' is not trained as a population; train each seed"):
-        train_population(str(tmp_path / "pop"), [("highway-fast-v0", 0)], None, "dipole-terms")
     with pytest.raises(UsageError, match=r"config.terms is \['a', 'b', 'c'\]; set --config.terms speed,safety,lane"):
         train(str(tmp_path / "names"), "highway-fast-v0", data, "dipole-terms", cfg(**TINY, terms=("a", "b", "c")),
               settings)
+
+
+def test_populations_over_seeds_and_reward_weightings(highway_data, tmp_path):
+    """dipole-terms trains as a population (the per-term rewards are shared by every member): a member equals its
+    seed trained alone and acts at the user's term weights; DIPOLE trains one member per reward weighting of the
+    same data (the expensive way of moving along the trade-off), each on its own reward column."""
+    import jax
+
+    from dipole.agents import get_agent
+    from dipole.runners.offline import TrainSettings, train
+    from dipole.errors import UsageError
+    from dipole.runners.population import PopulationData, evaluate_population, train_population
+
+    settings = TrainSettings(steps=20, log_every=10, eval_every=0, eval_episodes=0, save_every=20, progress=False)
+    quiet = dict(log=lambda *_: 0)
+    env = "highway-fast-v0"
+    data = load_highway(env, highway_data["path"])
+    cfg = get_agent("dipole-terms")[1](**TINY)
+    pop = train_population(str(tmp_path / "terms"), [(env, 0), (env, 3)], PopulationData([env], [data]),
+                           "dipole-terms", cfg, settings, **quiet)
+    alone = train(str(tmp_path / "solo"), env, data, "dipole-terms", cfg, TrainSettings(**{
+        **settings.__dict__, "seed": 3}), **quiet)
+    member = pop.member(1)
+    for a, b in zip(jax.tree_util.tree_leaves(member.params), jax.tree_util.tree_leaves(alone.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    obs, key = data["observations"][:5], jax.random.PRNGKey(4)
+    batch, keys = np.stack([obs, obs]), jax.numpy.stack([key, key])
+    np.testing.assert_allclose(np.asarray(pop.sample_actions(batch, keys, term_weights="safety=4"))[1],
+                               np.asarray(alone.sample_actions(obs, key, term_weights={"safety": 4.0})), atol=1e-4)
+    rows = evaluate_population(pop, 1, term_weights={"safety": 4.0, "lane": 0.0})
+    assert [r["term_weights"] for r in rows] == [{"speed": 1.0, "safety": 4.0, "lane": 0.0}] * 2
+    with pytest.raises(UsageError, match="agent 'dipole-terms' has a weight per reward term instead of one omega"):
+        evaluate_population(pop, 1, omega=1.0)
+
+    careful = f"{env}:collision=300,offroad=300"
+    weighted = PopulationData([env, careful], [data, load_highway(careful, highway_data["path"])])
+    np.testing.assert_array_equal(weighted.shared["term_rewards"], data["term_rewards"])
+    assert not np.array_equal(weighted.rewards[:, 0], weighted.rewards[:, 1])
+    dip = train_population(str(tmp_path / "dipole"), [(env, 0), (careful, 0)], weighted, "dipole",
+                           get_agent("dipole")[1](**TINY), settings, **quiet)
+    with pytest.raises(UsageError, match="agent 'dipole' has no reward terms"):
+        dip.sample_actions(batch, keys, term_weights="safety=4")
 
 
 def test_term_weights_on_the_command_line(highway_data, tmp_path, capsys):

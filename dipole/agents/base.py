@@ -135,7 +135,6 @@ class Agent(flax.struct.PyTreeNode):
     ranks_candidates: ClassVar[bool] = False  # whether a critic can rank K > 1 candidate actions
     has_temperature: ClassVar[bool] = False  # whether the policy is a distribution with a temperature (Gaussian)
     tilts_candidates: ClassVar[bool] = False  # whether selection='tilt' applies (needs beta and an advantage)
-    trains_in_populations: ClassVar[bool] = True  # whether dipole.runners.population can train and evaluate it
 
     # ------------------------------------------------------------------ learning
     def apply_loss(self, loss_fn, *args, **changes):
@@ -191,6 +190,14 @@ class Agent(flax.struct.PyTreeNode):
             raise UsageError(f"agent '{self.config.agent}' has no advantage temperature to tilt candidates by; "
                              "selection='tilt' applies to dipole (use 'argmax')")
         return sel
+
+    def sampling_guidance(self, omega: float | None = None, term_weights=None):
+        """What `_sample` takes as its guidance argument: omega (the config's when None) as a float32 scalar.
+        Agents with a weight per reward term (dipole-terms) take `term_weights` instead."""
+        if term_weights is not None:
+            raise UsageError(f"agent '{self.config.agent}' has no reward terms; term weights apply to dipole-terms")
+        omega, _ = self.check_sampling(omega)
+        return jnp.float32(omega)
 
     def sampling_extras(self, temperature: float | None = None, selection: str | None = None) -> dict:
         """The agent-specific keyword arguments of `_sample` (temperature for Gaussian policies, selection for

@@ -48,6 +48,7 @@ from dipole.seeding import stream_key
 from dipole.storage import atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
 
 SHARED_KEYS = ("observations", "actions", "next_observations")
+OPTIONAL_SHARED_KEYS = ("term_rewards",)  # kept when the first task's data has them (dipole-terms' reward per term)
 MEMORY_HEADROOM = 0.9  # a population may use at most this share of the device memory that is free
 
 
@@ -56,8 +57,9 @@ class PopulationData:
     """One copy of the transitions the tasks share, with one reward and one mask column per task.
 
     Built from one `Dataset` per task (each relabelled by its own loader, e.g. OGBench's); their observations,
-    actions and next observations must be identical, which is checked. `arrays()` gives what the compiled update
-    reads: observations, actions, next_observations (N, .) and rewards, masks (N, T).
+    actions and next observations (and per-term rewards, when the data has them) must be identical, which is
+    checked. `arrays()` gives what the compiled update reads: observations, actions, next_observations (N, .),
+    term_rewards (N, K) when present, and rewards, masks (N, T).
     """
 
     def __init__(self, tasks: list[str], datasets: list[Dataset]):
@@ -70,10 +72,11 @@ class PopulationData:
         first = datasets[0]
         for task, ds in zip(tasks[1:], datasets[1:]):
             _check_shared(ds, first, task, tasks[0])
-        self.shared = {k: first[k] for k in SHARED_KEYS}
+        self.shared = {k: first[k] for k in shared_keys(first)}
         self.rewards = np.stack([ds["rewards"] for ds in datasets], axis=1)
         self.masks = np.stack([ds["masks"] for ds in datasets], axis=1)
         self.fingerprints = [ds.fingerprint() for ds in datasets]
+        self.term_names = getattr(first, "term_names", None)
         self.names = [ds.name for ds in datasets]
         self.summaries = [ds.summary() for ds in datasets]
 
@@ -92,12 +95,24 @@ class PopulationData:
     def dataset(self, task: str) -> Dataset:
         """The single-task Dataset of `task` (as its loader made it)."""
         i = self.task_index(task)
-        return Dataset({**self.shared, "rewards": self.rewards[:, i], "masks": self.masks[:, i]}, name=self.names[i])
+        return Dataset({**self.shared, "rewards": self.rewards[:, i], "masks": self.masks[:, i]}, name=self.names[i],
+                       term_names=self.term_names)
+
+
+def shared_keys(ds) -> tuple:
+    """The arrays every task of a population shares with the first task `ds`: observations, actions, next
+    observations, and per-term rewards when it has them."""
+    arrays = getattr(ds, "arrays", {})
+    return SHARED_KEYS + tuple(k for k in OPTIONAL_SHARED_KEYS if k in arrays)
 
 
 def _check_shared(ds, first, task: str, first_task: str) -> None:
-    """Refuse a task whose observations, actions or next observations differ from the first task's."""
-    for key in SHARED_KEYS:
+    """Refuse a task whose observations, actions or next observations (or per-term rewards) differ from the first
+    task's."""
+    for key in shared_keys(first):
+        if key not in getattr(ds, "arrays", {}):
+            raise DatasetError(f"{ds.name} ({task}): has no field '{key}' but {first.name} ({first_task}) has; the "
+                               "tasks of a population must carry the same fields")
         if ds[key] is first[key]:  # a task reduced to its columns already holds the first task's arrays
             continue
         if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
@@ -115,7 +130,7 @@ class _Columns:
         self.name = ds.name
         self._fingerprint = ds.fingerprint()
         self._summary = ds.summary()
-        self.arrays = {"rewards": ds["rewards"], "masks": ds["masks"], **{k: first[k] for k in SHARED_KEYS}}
+        self.arrays = {"rewards": ds["rewards"], "masks": ds["masks"], **{k: first[k] for k in shared_keys(first)}}
 
     def __getitem__(self, key):
         return self.arrays[key]
@@ -208,17 +223,20 @@ class Population:
         return self.members.index(Member(task, int(seed)))
 
     def sample_actions(self, obs, keys, omega: float | None = None, num_candidates: int | None = None,
-                       selection: str | None = None):
-        """obs (M, B, D), keys (M, 2) -> actions (M, B, A), member m acting as `member(m).sample_actions` would."""
-        omega, k = self.agents.check_sampling(omega, num_candidates, selection=selection)
-        return _population_sample(self.agents, jnp.asarray(obs, jnp.float32), keys, jnp.float32(omega), k,
+                       selection: str | None = None, term_weights=None):
+        """obs (M, B, D), keys (M, 2) -> actions (M, B, A), member m acting as `member(m).sample_actions` would
+        (`term_weights` for agents with a weight per reward term, dipole-terms)."""
+        guidance = self.agents.sampling_guidance(omega, term_weights)
+        _, k = self.agents.check_sampling(omega, num_candidates, selection=selection)
+        return _population_sample(self.agents, jnp.asarray(obs, jnp.float32), keys, guidance, k,
                                   self.agents.selection_of(selection))
 
 
 @partial(jax.jit, static_argnames=("num_candidates", "selection"))
-def _population_sample(agents, obs, keys, omega, num_candidates: int, selection: str = "argmax"):
+def _population_sample(agents, obs, keys, guidance, num_candidates: int, selection: str = "argmax"):
+    """guidance: omega, or dipole-terms' weight vector (`Agent.sampling_guidance`), the same for every member."""
     extra = agents.sampling_extras(0.0, selection)
-    return jax.vmap(lambda ag, o, k: ag._sample(o, k, omega, num_candidates, **extra))(agents, obs, keys)
+    return jax.vmap(lambda ag, o, k: ag._sample(o, k, guidance, num_candidates, **extra))(agents, obs, keys)
 
 
 def create_members(agent_name: str, config, members: list[Member], ex_obs, ex_actions):
@@ -239,7 +257,7 @@ def population_chunk(agents, data: dict, data_keys, task_idx, num_updates: int, 
     def member(agent, key, t):
         def one(agent, _):
             idx = jax.random.randint(jax.random.fold_in(key, agent.step), (batch_size,), 0, size)
-            batch = {k: data[k][idx] for k in SHARED_KEYS}
+            batch = {k: v[idx] for k, v in data.items() if k not in ("rewards", "masks")}
             batch["rewards"] = data["rewards"][idx, t]
             batch["masks"] = data["masks"][idx, t]
             return agent.update(batch)
@@ -257,7 +275,7 @@ def population_validation(agents, data: dict, keys, task_idx, batch_size: int):
 
     def member(agent, key, t):
         idx = jax.random.randint(key, (batch_size,), 0, size)
-        batch = {k: data[k][idx] for k in SHARED_KEYS}
+        batch = {k: v[idx] for k, v in data.items() if k not in ("rewards", "masks")}
         batch["rewards"] = data["rewards"][idx, t]
         batch["masks"] = data["masks"][idx, t]
         return agent.update(batch)[1]
@@ -377,20 +395,25 @@ def _pad(tree, padded: int):
 
 # ---------------------------------------------------------------------------------------------- evaluation
 def evaluate_population(population: Population, episodes: int, omega=None, num_candidates=None,
-                        envs: list | None = None, num_envs: int | None = None, selection=None) -> list[dict]:
+                        envs: list | None = None, num_envs: int | None = None, selection=None,
+                        term_weights=None) -> list[dict]:
     """Evaluate every member on its own task in one batched run -> one result per member (as `evaluate_agent`)."""
     agents = population.agents
+    guidance = agents.sampling_guidance(omega, term_weights)
     omega, k = agents.check_sampling(omega, num_candidates, selection=selection)
     selection = agents.selection_of(selection)
     envs = envs or population_eval_envs(population, episodes, num_envs)
 
     def act(obs, keys):
-        return _population_sample(agents, jnp.asarray(obs), keys, jnp.float32(omega), k, selection)
+        return _population_sample(agents, jnp.asarray(obs), keys, guidance, k, selection)
 
     rows = run_group_episodes(act, envs, episodes, [m.seed for m in population.members])
     has_omega = hasattr(agents.config, "omega")
+    extra = {}
+    if hasattr(agents, "weight_vector"):
+        extra["term_weights"] = dict(zip(agents.config.terms, map(float, np.asarray(guidance))))
     return [{**r, "omega": float(omega) if has_omega else None, "num_candidates": int(k),
-             "selection": selection if k > 1 else None} for r in rows]
+             "selection": selection if k > 1 else None, **extra} for r in rows]
 
 
 MAX_POPULATION_EVAL_ENVS = 32  # environments a population's evaluation holds at once, over all its members
@@ -455,9 +478,6 @@ def train_population(
     """
     settings = settings or TrainSettings()
     agent_cls, config_cls = get_agent(agent_name)
-    if not agent_cls.trains_in_populations:
-        raise UsageError(f"agent '{agent_name}' is not trained as a population; train each seed as its own run "
-                         "(dipole train --seed S, one run folder per seed)")
     config = config or config_cls()
     members = [m if isinstance(m, Member) else Member(*m) for m in members]
     if not members:
@@ -468,6 +488,7 @@ def train_population(
     if unknown:
         raise UsageError(f"member task(s) {unknown} have no reward column in the population data (tasks "
                          f"{data.tasks})")
+    agent_cls.check_dataset(config, data.dataset(data.tasks[0]))
     with open_run_folder(run_dir, resume, overwrite, log):
         return _train(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data,
                       logging, memory_free)
