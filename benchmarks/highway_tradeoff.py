@@ -5,9 +5,9 @@ combined reward, the scripted drivers, BC and IQL, over several seeds.
     python benchmarks/highway_tradeoff.py --stage dev --out runs/highway-tradeoff-dev  # where choices are made
 
 Two stages that share no data and no episodes: `dev` (driver data drawn with seed 1, agents and evaluation episodes
-seeded 100, 101) is where settings such as the safety critic's expectile, the guard and the headline term weights
-are chosen; `final` (data seed 0, seeds 0, 1, 2, 50 episodes per seed and point) reports with those choices frozen in
-dipole/agents/presets.py beforehand. Every agent of a stage trains as one population per agent (all seeds, and for
+seeded 100, 40 episodes per point) is where settings such as the safety critic's expectile, the guard and the
+headline term weights are chosen (docs/highway_terms.md); `final` (data seed 0, seeds 0, 1, 2, 50 episodes per seed
+and point) reports with those choices frozen in dipole/agents/presets.py beforehand. Every agent of a stage trains as one population per agent (all seeds, and for
 retrained DIPOLE all reward weightings, in one compiled program) in OUT/runs/NAME; every evaluation is cached in
 OUT/results.json, so a killed run resumes where it stopped (training from its last checkpoint).
 
@@ -25,6 +25,8 @@ speed against the rate of episodes ended by a crash or by leaving the road, each
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -33,14 +35,20 @@ import time
 import numpy as np
 
 ENV = "highway-fast-v0"
-STAGES = {
-    "final": {"data_seed": 0, "seeds": "0,1,2", "episodes": 50},
-    "dev": {"data_seed": 1, "seeds": "100,101", "episodes": 20},
-}
 TERM_GRID = ("speed=0,safety=0,lane=0", "speed=1,safety=0,lane=1", "speed=1,safety=1,lane=1",
              "speed=1,safety=2,lane=1", "speed=1,safety=4,lane=1", "speed=1,safety=8,lane=1",
              "speed=2,safety=4,lane=1", "speed=0,safety=4,lane=1")
 RETRAIN_GRID = ("collision=10,offroad=10", "collision=100,offroad=100", "collision=1000,offroad=1000")
+GUARDED = "num_candidates=16;selection=argmax;guard_term=safety;guard_threshold=0"
+PARTS = ("drivers", "terms", "retrained", "baselines")
+STAGES = {  # defaults of each stage (docs/highway_terms.md, "Protocol")
+    "final": {"data_seed": 0, "seeds": "0,1,2", "episodes": 50, "term_grid": ";".join(TERM_GRID),
+              "retrain": ";".join(RETRAIN_GRID), "baselines": "bc,iql", "terms_eval": []},
+    "dev": {"data_seed": 1, "seeds": "100", "episodes": 40,
+            "term_grid": "speed=1,safety=1,lane=1;speed=1,safety=4,lane=1;speed=1,safety=16,lane=1;"
+                         "speed=2,safety=4,lane=1",
+            "retrain": "", "baselines": "", "terms_eval": [GUARDED]},
+}
 
 
 def main(argv=None):
@@ -54,18 +62,20 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--preset", default="small")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--term-grid", default=";".join(TERM_GRID),
-                   help="';'-separated term weights for dipole-terms' front, e.g. 'safety=1;safety=4'")
-    p.add_argument("--retrain", default=";".join(RETRAIN_GRID),
-                   help="';'-separated reward weightings, each a retrained DIPOLE ('' for none)")
-    p.add_argument("--baselines", default="bc,iql", help="agents trained on the default reward ('' for none)")
-    p.add_argument("--no-drivers", action="store_true", help="skip the scripted drivers")
+    p.add_argument("--term-grid",
+                   help="';'-separated term weights for dipole-terms' front, e.g. 'safety=1;safety=4' (default: the stage's)")
+    p.add_argument("--retrain", help="';'-separated reward weightings, each a retrained DIPOLE ('' for none; default: "
+                                     "the stage's)")
+    p.add_argument("--baselines", help="agents trained on the default reward ('' for none; default: the stage's)")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"what to run, of {','.join(PARTS)}; two processes may run different parts into one --out")
     p.add_argument("--terms-config", action="append", default=[], metavar="KEY=VALUE",
                    help="dipole-terms config override (repeatable), e.g. --terms-config term_expectiles=0.7,0.3,0.7; "
                         "each distinct set of overrides is its own training run")
-    p.add_argument("--terms-eval", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
+    p.add_argument("--terms-eval", action="append", metavar="KEY=VALUE[;KEY=VALUE]",
                    help="extra dipole-terms sampling setting evaluated at every --term-grid point (repeatable), e.g. "
-                        "'num_candidates=16;selection=argmax;guard_term=safety;guard_threshold=-1'")
+                        "'num_candidates=16;selection=argmax;guard_term=safety;guard_threshold=-1' (default: the "
+                        "stage's)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the data")
     args = p.parse_args(argv)
     stage = STAGES[args.stage]
@@ -90,11 +100,15 @@ def main(argv=None):
     from dipole.storage import atomic_write_json
 
     data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
-    term_grid = [w.strip() for w in args.term_grid.split(";") if w.strip()]
-    retrain = [w.strip() for w in args.retrain.split(";") if w.strip()]
-    baselines = [a.strip() for a in args.baselines.split(",") if a.strip()]
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    if not parts or set(parts) - set(PARTS):
+        p.error(f"--parts: choose among {', '.join(PARTS)}, got {args.parts!r}")
+    pick = lambda name: stage[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731
+    term_grid = [w.strip() for w in pick("term_grid").split(";") if w.strip()]
+    retrain = [w.strip() for w in pick("retrain").split(";") if w.strip()]
+    baselines = [a.strip() for a in pick("baselines").split(",") if a.strip()]
     terms_overrides = parse_overrides(args.terms_config)
-    terms_evals = [parse_overrides([kv for kv in s.split(";") if kv.strip()]) for s in args.terms_eval]
+    terms_evals = [parse_overrides([kv for kv in s.split(";") if kv.strip()]) for s in pick("terms_eval")]
     for text in term_grid:
         _weights_label(text)  # a malformed point fails before anything runs
     from dipole.agents.terms import TermsConfig
@@ -118,14 +132,31 @@ def main(argv=None):
                              "use another --out or remove it")
         results = {"settings": settings_key, "evals": {}}
 
-    def save():
-        atomic_write_json(results_path, results)
+    @contextlib.contextmanager
+    def results_lock():
+        """Several processes may fill one OUT (e.g. --parts terms and --parts drivers,retrained,baselines on two
+        cores): each writes results.json read-modify-write under this lock, so none loses another's rows."""
+        with open(os.path.join(args.out, ".results.lock"), "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def save(**changes):
+        with results_lock():
+            on_disk = json.load(open(results_path)) if os.path.exists(results_path) else {}
+            if on_disk.get("settings") == results["settings"]:
+                results["evals"] = {**on_disk.get("evals", {}), **results["evals"]}
+                for k, v in on_disk.items():
+                    results.setdefault(k, v)
+            results.update(changes)
+            atomic_write_json(results_path, results)
 
     if not os.path.exists(data_path):
         print(f"generating {data_episodes} scripted-driver episodes (data seed {stage['data_seed']}) ...", flush=True)
-        results["data"] = generate_highway(ENV, episodes=data_episodes, workers=args.workers,
-                                           seed=stage["data_seed"], out_dir=os.path.dirname(data_path))
-        save()
+        save(data=generate_highway(ENV, episodes=data_episodes, workers=args.workers, seed=stage["data_seed"],
+                                   out_dir=os.path.dirname(data_path)))
 
     def cached(key, fn):
         """fn() -> one result row per seed (in `seeds` order), evaluated once and kept in results.json."""
@@ -152,20 +183,21 @@ def main(argv=None):
         return train_population(run_dir, members_of(tasks, seeds), PopulationData(tasks, datasets), agent, config,
                                 settings, resume=os.path.exists(os.path.join(run_dir, "config.json")))
 
-    if not args.no_drivers:
+    if "drivers" in parts:
         print("scripted drivers:", flush=True)
         for d in DRIVERS:
             cached(f"driver: {d.name}", lambda d=d: [evaluate_driver(d, ENV, episodes, seed=s) for s in seeds])
 
     # dipole-terms: one population (all seeds), its front over the term-weight grid and its headline
     terms_name = "terms" + "".join(f"-{k}={_fmt(v)}" for k, v in sorted(terms_overrides.items()))
-    terms_pop = population(terms_name, "dipole-terms", [ENV], terms_overrides)
     tag = terms_name[len("terms"):]
-    cached(f"terms{tag}: headline", lambda: evaluate_population(terms_pop, episodes))
-    for text in term_grid:
+    terms_pop = population(terms_name, "dipole-terms", [ENV], terms_overrides) if "terms" in parts else None
+    if terms_pop is not None and args.stage == "final":  # dev chooses the headline; its config defaults are one of its grid points
+        cached(f"terms{tag}: headline", lambda: evaluate_population(terms_pop, episodes))
+    for text in term_grid if terms_pop is not None else ():
         cached(f"terms{tag}: {text}", lambda text=text: evaluate_population(terms_pop, episodes, term_weights=text,
                                                                              num_candidates=1))
-    for extra in terms_evals:
+    for extra in terms_evals if terms_pop is not None else ():
         cfg = terms_pop.agents.config.replace(**extra)
         variant = type(terms_pop)(terms_pop.agents.replace(config=cfg), terms_pop.members)
         label = ",".join(f"{k}={_fmt(v)}" for k, v in extra.items())
@@ -174,7 +206,7 @@ def main(argv=None):
                    lambda text=text, variant=variant: evaluate_population(variant, episodes, term_weights=text))
 
     # DIPOLE retrained on each combined reward: one population over weightings x seeds
-    if retrain:
+    if retrain and "retrained" in parts:
         tasks = [f"{ENV}:{w}" for w in retrain]
         pop = population("retrained-dipole", "dipole", tasks)
         # every member drives the default-weighted env, so that returns compare across rows (failures and speeds
@@ -188,11 +220,10 @@ def main(argv=None):
                 for i, w in enumerate(retrain):
                     cached(f"retrained: {w} ({mode})", lambda i=i: rows[i * len(seeds):(i + 1) * len(seeds)])
 
-    for name in baselines:
+    for name in baselines if "baselines" in parts else ():
         pop = population(name, name, [ENV])
         cached(f"{name}: headline", lambda pop=pop: evaluate_population(pop, episodes))
 
-    results["seconds"] = results.get("seconds", 0) + time.time() - t0
     save()
     md = table(results)
     with open(os.path.join(args.out, "tradeoff.md"), "w") as f:
@@ -264,6 +295,18 @@ def _nearest(front, safe, fast) -> str:
     return f"the fastest point within 2 points of that failure rate, {key}, drives {speed:.2f} m/s ({speed - fast:+.2f})."
 
 
+def _order(key: str):
+    """Rows: the scripted drivers in their own order, dipole-terms (headline first), retrained DIPOLE, baselines."""
+    from dipole.datagen.highway import DRIVER_NAMES
+
+    if key.startswith("driver: "):
+        name = key[len("driver: "):]
+        return 0, DRIVER_NAMES.index(name) if name in DRIVER_NAMES else 99, key
+    if key.startswith("terms"):
+        return 1, 0 if "headline" in key else 1, key
+    return (2 if key.startswith("retrained") else 3), 0, key
+
+
 def table(results) -> str:
     s = results["settings"]
     lines = [f"`{ENV}`, stage `{s['stage']}` (driver data seed {s['data_seed']}, {s['data_episodes']} episodes), "
@@ -273,7 +316,7 @@ def table(results) -> str:
              "weights (speed 1, collision 100, off-road 100, lane 0.2) for every row.", "",
              "| policy | crash or off-road % | per seed | collision % | off-road % | mean speed (m/s) | return | "
              "speed term | safety term | lane term |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for key, per_seed in results["evals"].items():
+    for key, per_seed in sorted(results["evals"].items(), key=lambda kv: _order(kv[0])):
         f, fs = _stats(per_seed, "failure")
         sp, sps = _stats(per_seed, "mean_speed")
         col, off = _stats(per_seed, "collision")[0], _stats(per_seed, "offroad")[0]
