@@ -1,6 +1,7 @@
 """Highway driving: reward terms add up, scripted-driver data loads and reweights, a tiny train/eval runs."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -246,3 +247,41 @@ def test_term_weights_on_the_command_line(highway_data, tmp_path, capsys):
         main(["eval", "--checkpoint", run, "--term-weights", "comfort=1", "--episodes", "1"])
     with pytest.raises(SystemExit, match="^error: agent 'dipole-terms' has no greediness knob.*use --term-weights"):
         main(["eval", "--checkpoint", run, "--omega", "2", "--episodes", "1"])
+
+
+def test_tradeoff_table_states_the_goal_from_the_numbers():
+    """benchmarks/highway_tradeoff.py's table: mean and std over seeds, failures per seed, and the goal read off the
+    rows (as safe as `normal` within one episode, as fast as `assertive`; the inference-time point that beats each
+    retrained one)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("highway_tradeoff", os.path.join(
+        os.path.dirname(__file__), "..", "benchmarks", "highway_tradeoff.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def row(fail, speed, episodes=50):
+        return {"episodes": episodes, "failure": fail, "collision": fail, "offroad": 0.0, "mean_speed": speed,
+                "return": 10.0, "return_speed": 12.0, "return_collision": -100.0 * fail, "return_offroad": 0.0,
+                "return_lane": -2.0}
+
+    results = {"settings": {"stage": "final", "data_seed": 0, "data_episodes": 500, "seeds": [0, 1], "episodes": 50,
+                            "steps": 100, "preset": "small", "lr": 1e-3},
+               "evals": {"terms: speed=1,safety=4,lane=1": {"0": row(0.02, 23.4), "1": row(0.0, 23.0)},
+                         "terms: speed=1,safety=0,lane=1": {"0": row(0.3, 25.0), "1": row(0.2, 25.0)},
+                         "retrained: collision=10,offroad=10 (headline)": {"0": row(0.1, 22.0), "1": row(0.1, 22.4)},
+                         "driver: assertive": {"0": row(0.0, 23.1), "1": row(0.0, 22.9)},
+                         "driver: normal": {"0": row(0.0, 21.4), "1": row(0.0, 21.6)}}}
+    md = bench.table(results)
+    lines = md.splitlines()
+    rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| policy")]
+    assert [r.split(" | ")[0] for r in rows] == ["| driver: normal", "| driver: assertive",
+                                                 "| terms: speed=1,safety=0,lane=1", "| terms: speed=1,safety=4,lane=1",
+                                                 "| retrained: collision=10,offroad=10 (headline)"]
+    assert "| terms: speed=1,safety=4,lane=1 | 1.0 ± 1.0 | 1/0 |" in md and "| 23.20 ± 0.20 |" in md
+    # 1% failures is within one episode of 100 of the normal driver's 0%, and 23.2 m/s >= the assertive 23.0
+    assert "reached by terms: speed=1,safety=4,lane=1." in md
+    assert ("retrained: collision=10,offroad=10 (headline) (10.0%, 22.20 m/s): the fastest inference-time point that "
+            "fails no more often is terms: speed=1,safety=4,lane=1 at 23.20 m/s (+1.00).") in md
+    results["evals"]["terms: speed=1,safety=4,lane=1"]["1"] = row(0.04, 23.0)  # 3% > 0% + one episode in 100
+    assert "not reached" in bench.table(results)
