@@ -328,7 +328,29 @@ def table(results) -> str:
         lines.append(f"| {key} | {100 * f:.1f} ± {100 * fs:.1f} | {per} | {100 * col:.1f} | {100 * off:.1f} | "
                      f"{sp:.2f} ± {sps:.2f} | {ret:.1f} ± {rets:.1f} | {terms[0]:.1f} | {safety:.1f} | {lane:.1f} |")
     lines += ["", *goal_check(results)]
+    if s["stage"] == "dev":
+        lines.append(dev_choice(results))
     return "\n".join(lines)
+
+
+def dev_choice(results) -> str:
+    """The dev stage's rule (docs/highway_terms.md, written before the dev run): among dipole-terms' points, those
+    failing at most one episode more often than the `normal` driver; the fastest of them; if none, the point with
+    the fewest failures (ties: the faster)."""
+    ev = results["evals"]
+    points = {k: (_stats(v, "failure")[0], _stats(v, "mean_speed")[0]) for k, v in ev.items() if k.startswith("terms")}
+    if not points or "driver: normal" not in ev:
+        return "- Dev rule: needs dipole-terms points and the `normal` driver."
+    episodes = results["settings"]["episodes"] * len(results["settings"]["seeds"])
+    limit = _stats(ev["driver: normal"], "failure")[0] + 1.0 / episodes
+    ok = {k: v for k, v in points.items() if v[0] <= limit + 1e-9}
+    if ok:
+        key = max(ok, key=lambda k: ok[k][1])
+        why = f"the fastest of {len(ok)} point(s) failing in at most {100 * limit:.1f}% of episodes"
+    else:
+        key = min(points, key=lambda k: (points[k][0], -points[k][1]))
+        why = f"no point fails in at most {100 * limit:.1f}% of episodes; the one with the fewest failures"
+    return (f"- Dev rule picks **{key}** ({100 * points[key][0]:.1f}% failures, {points[key][1]:.2f} m/s): {why}.")
 
 
 def plot(results, path):

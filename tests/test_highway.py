@@ -285,3 +285,11 @@ def test_tradeoff_table_states_the_goal_from_the_numbers():
             "fails no more often is terms: speed=1,safety=4,lane=1 at 23.20 m/s (+1.00).") in md
     results["evals"]["terms: speed=1,safety=4,lane=1"]["1"] = row(0.04, 23.0)  # 3% > 0% + one episode in 100
     assert "not reached" in bench.table(results)
+    results["settings"]["stage"] = "dev"  # the dev rule: the fastest point within one episode of `normal`'s rate
+    assert "Dev rule picks **terms: speed=1,safety=0,lane=1**" not in bench.table(results)
+    results["evals"]["terms: speed=1,safety=4,lane=1"]["1"] = row(0.0, 23.0)
+    assert ("Dev rule picks **terms: speed=1,safety=4,lane=1** (1.0% failures, 23.20 m/s): the fastest of 1 point(s)"
+            in bench.table(results))
+    del results["evals"]["terms: speed=1,safety=4,lane=1"]
+    assert ("Dev rule picks **terms: speed=1,safety=0,lane=1** (25.0% failures, 25.00 m/s): no point fails in at "
+            "most 1.0%" in bench.table(results))
