@@ -35,9 +35,11 @@ import time
 import numpy as np
 
 ENV = "highway-fast-v0"
-TERM_GRID = ("speed=0,safety=0,lane=0", "speed=1,safety=0,lane=1", "speed=1,safety=1,lane=1",
-             "speed=1,safety=2,lane=1", "speed=1,safety=4,lane=1", "speed=1,safety=8,lane=1",
-             "speed=2,safety=4,lane=1", "speed=0,safety=4,lane=1")
+# the final front (the headline, every weight 1 at K = 1, is its own row): the behaviour policy (all weights 0), no
+# safety, more safety, more speed, safety alone
+TERM_GRID = ("speed=0,safety=0,lane=0", "speed=1,safety=0,lane=1", "speed=1,safety=2,lane=1",
+             "speed=1,safety=4,lane=1", "speed=2,safety=1,lane=1", "speed=2,safety=2,lane=1",
+             "speed=4,safety=2,lane=1", "speed=0,safety=1,lane=1")
 RETRAIN_GRID = ("collision=10,offroad=10", "collision=100,offroad=100", "collision=1000,offroad=1000")
 GUARDED = "num_candidates=16;selection=argmax;guard_term=safety;guard_threshold=0"
 PARTS = ("drivers", "terms", "retrained", "baselines")
@@ -292,7 +294,7 @@ def _nearest(front, safe, fast) -> str:
         best = min((_stats(v, "failure")[0], k) for k, v in front.items())
         return f"the safest point, {best[1]}, fails in {100 * best[0]:.1f}%."
     speed, key = max(safe_points)
-    return f"the fastest point within 2 points of that failure rate, {key}, drives {speed:.2f} m/s ({speed - fast:+.2f})."
+    return f"the fastest point within 2 percentage points of that failure rate, {key}, drives {speed:.2f} m/s ({speed - fast:+.2f})."
 
 
 def _order(key: str):
