@@ -7,7 +7,6 @@ import functools
 import numpy as np
 
 from dipole.envs import make_env
-from dipole.errors import UsageError
 from dipole.seeding import stream_key, stream_seed
 
 MAX_EVAL_ENVS = 16  # environments stepped together in one batch of evaluation episodes
@@ -131,12 +130,8 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
     """Evaluate a flow agent at a given greediness, number of candidates and candidate selection rule; agents that
     weight reward terms at inference (dipole-terms) take `term_weights` ({'safety': 4.0} or 'safety=4') instead of
     omega."""
+    extra = guidance_fields(agent, agent.sampling_guidance(omega, term_weights))  # checked before the first episode
     agent.check_sampling(omega, num_candidates, selection=selection)
-    extra = {}
-    if hasattr(agent, "weight_vector"):  # checked before the first episode
-        extra["term_weights"] = dict(zip(agent.config.terms, map(float, agent.weight_vector(term_weights))))
-    elif term_weights is not None:
-        raise UsageError(f"agent '{agent.config.agent}' has no reward terms; term weights apply to dipole-terms")
 
     def act(obs, key):
         return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates, selection=selection,
@@ -149,6 +144,14 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
     out["selection"] = agent.selection_of(selection) if out["num_candidates"] > 1 else None
     out.update(extra)
     return out
+
+
+def guidance_fields(agent, guidance) -> dict:
+    """What an evaluation row records of the guidance `agent.sampling_guidance` gave: the term weights of an agent
+    that weights reward terms ({'term_weights': {'speed': 1.0, ...}}); nothing for the others (rows carry omega)."""
+    if not hasattr(agent, "weight_vector"):
+        return {}
+    return {"term_weights": dict(zip(agent.config.terms, map(float, np.asarray(guidance))))}
 
 
 def row_selection(row: dict) -> str | None:

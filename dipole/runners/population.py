@@ -34,7 +34,7 @@ from dipole.agents import get_agent
 from dipole.data.dataset import Dataset, DatasetError
 from dipole.errors import UsageError
 from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
-from dipole.runners.evaluation import MAX_EVAL_ENVS, make_eval_envs, run_group_episodes
+from dipole.runners.evaluation import MAX_EVAL_ENVS, guidance_fields, make_eval_envs, run_group_episodes
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.runners.offline import (
     TrainSettings,
@@ -409,9 +409,7 @@ def evaluate_population(population: Population, episodes: int, omega=None, num_c
 
     rows = run_group_episodes(act, envs, episodes, [m.seed for m in population.members])
     has_omega = hasattr(agents.config, "omega")
-    extra = {}
-    if hasattr(agents, "weight_vector"):
-        extra["term_weights"] = dict(zip(agents.config.terms, map(float, np.asarray(guidance))))
+    extra = guidance_fields(agents, guidance)
     return [{**r, "omega": float(omega) if has_omega else None, "num_candidates": int(k),
              "selection": selection if k > 1 else None, **extra} for r in rows]
 
