@@ -235,6 +235,17 @@ def main(argv=None):
     print(f"wrote {args.out}/results.json, tradeoff.md, tradeoff.png ({time.time() - t0:.0f} s)")
 
 
+def _short(label: str) -> str:
+    """'speed=1,safety=2,lane=1' -> '(1, 2, 1)' for the plot; other labels as they are."""
+    try:
+        from dipole.agents.terms import parse_term_weights
+
+        weights = parse_term_weights(label)
+    except Exception:
+        return label
+    return "(" + ", ".join(f"{v:g}" for v in weights.values()) + ")" if weights else label
+
+
 def _fmt(v) -> str:
     if isinstance(v, (tuple, list)):
         return ",".join(map(_fmt, v))
@@ -263,7 +274,7 @@ def goal_check(results) -> list[str]:
     fails no more often."""
     ev = results["evals"]
     episodes = results["settings"]["episodes"] * len(results["settings"]["seeds"])
-    front = {k: v for k, v in ev.items() if k.startswith("terms") and "headline" not in k}
+    front = {k: v for k, v in ev.items() if k.startswith("terms")}  # every inference-time setting, headline too
     lines = []
     normal, assertive = ev.get("driver: normal"), ev.get("driver: assertive")
     if front and normal and assertive:
@@ -382,9 +393,10 @@ def plot(results, path):
             ax.errorbar(sp, f, xerr=sps, yerr=fs, fmt="*" if headline else marker, color=color,
                         markersize=13 if headline else 6, capsize=2, label=family if first else None)
             first = False
-            label = key.split(": ", 1)[-1]
+            label = _short(key.split(": ", 1)[-1])
             ax.annotate(label, (sp, f), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color)
-    ax.set_xlabel("mean forward speed (m/s)")
+    ax.set_xlabel("mean forward speed (m/s); dipole-terms' points labelled by their term weights (speed, safety, "
+                  "lane)")
     ax.set_ylabel("episodes ended by a crash or leaving the road (%)")
     s = results["settings"]
     ax.set_title(f"{ENV}, stage {s['stage']}: seeds {s['seeds']}, {s['episodes']} episodes each (bars: std over seeds)")
