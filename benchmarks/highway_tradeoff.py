@@ -111,9 +111,10 @@ def main(argv=None):
     baselines = [a.strip() for a in pick("baselines").split(",") if a.strip()]
     terms_overrides = parse_overrides(args.terms_config)
     terms_evals = [parse_overrides([kv for kv in s.split(";") if kv.strip()]) for s in pick("terms_eval")]
+    from dipole.agents.terms import TermsConfig, parse_term_weights
+
     for text in term_grid:
-        _weights_label(text)  # a malformed point fails before anything runs
-    from dipole.agents.terms import TermsConfig
+        parse_term_weights(text)  # a malformed point fails before anything runs
 
     for extra in terms_evals:
         bad = sorted(set(extra) - set(TermsConfig.INFERENCE_FIELDS))
@@ -194,7 +195,8 @@ def main(argv=None):
     terms_name = "terms" + "".join(f"-{k}={_fmt(v)}" for k, v in sorted(terms_overrides.items()))
     tag = terms_name[len("terms"):]
     terms_pop = population(terms_name, "dipole-terms", [ENV], terms_overrides) if "terms" in parts else None
-    if terms_pop is not None and args.stage == "final":  # dev chooses the headline; its config defaults are one of its grid points
+    # dev chooses the headline; there the config's defaults are one of the grid's points
+    if terms_pop is not None and args.stage == "final":
         cached(f"terms{tag}: headline", lambda: evaluate_population(terms_pop, episodes))
     for text in term_grid if terms_pop is not None else ():
         cached(f"terms{tag}: {text}", lambda text=text: evaluate_population(terms_pop, episodes, term_weights=text,
@@ -237,11 +239,12 @@ def main(argv=None):
 
 def _short(label: str) -> str:
     """'speed=1,safety=2,lane=1' -> '(1, 2, 1)' for the plot; other labels as they are."""
-    try:
-        from dipole.agents.terms import parse_term_weights
+    from dipole.agents.terms import parse_term_weights
+    from dipole.errors import UsageError
 
+    try:
         weights = parse_term_weights(label)
-    except Exception:
+    except UsageError:  # 'headline' and other names that are not weights
         return label
     return "(" + ", ".join(f"{v:g}" for v in weights.values()) + ")" if weights else label
 
@@ -250,12 +253,6 @@ def _fmt(v) -> str:
     if isinstance(v, (tuple, list)):
         return ",".join(map(_fmt, v))
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _weights_label(text: str) -> str:
-    from dipole.agents.terms import parse_term_weights
-
-    return ",".join(f"{k}={v:g}" for k, v in parse_term_weights(text).items())
 
 
 def failure(r) -> float:
