@@ -282,7 +282,13 @@ def test_tradeoff_table_states_the_goal_from_the_numbers():
     # 1% failures is within one episode of 100 of the normal driver's 0%, and 23.2 m/s >= the assertive 23.0
     assert "reached by terms: speed=1,safety=4,lane=1." in md
     assert ("retrained: collision=10,offroad=10 (headline) (10.0%, 22.20 m/s): the fastest inference-time point that "
-            "fails no more often is terms: speed=1,safety=4,lane=1 at 23.20 m/s (+1.00).") in md
+            "fails no more often is terms: speed=1,safety=4,lane=1 at 23.20 m/s (+1.00); at its speed the "
+            "inference-time front (two settings mixed per episode) fails in 1.0% (-9.0 points).") in md
+    # the front between measured points: a per-episode mixture of two settings, linear in failure and speed
+    assert bench.front_failure_at([(0.0, 20.0), (0.5, 30.0)], 25.0) == pytest.approx(0.25)
+    assert bench.front_failure_at([(0.0, 20.0), (0.5, 30.0), (0.1, 26.0)], 25.0) == pytest.approx(0.1 * 5 / 6)
+    assert bench.front_failure_at([(0.0, 20.0), (0.5, 30.0)], 19.0) == 0.0
+    assert bench.front_failure_at([(0.0, 20.0), (0.5, 30.0)], 31.0) is None
     results["evals"]["terms: speed=1,safety=4,lane=1"]["1"] = row(0.04, 23.0)  # 3% > 0% + one episode in 100
     assert "not reached" in bench.table(results)
     results["settings"]["stage"] = "dev"  # the dev rule: the fastest point within one episode of `normal`'s rate
