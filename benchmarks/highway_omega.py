@@ -16,6 +16,8 @@ import json
 import os
 import time
 
+from dipole.bench.highway import failure
+
 ENV = "highway-fast-v0"
 
 
@@ -106,11 +108,6 @@ def main(argv=None):
     plot(results, os.path.join(args.out, "tradeoff.png"))
     print(md)
     print(f"wrote {args.out}/results.json, tradeoff.md, tradeoff.png ({time.time() - t0:.0f}s)")
-
-
-def failure(r) -> float:
-    """Fraction of episodes ended by a crash or by leaving the road (older results: the sum, capped at 1)."""
-    return r.get("failure", min(1.0, r["collision"] + r["offroad"]))
 
 
 def table(results) -> str:

@@ -34,6 +34,8 @@ import time
 
 import numpy as np
 
+from dipole.bench.highway import failure
+
 ENV = "highway-fast-v0"
 # the final front (the headline, every weight 1 at K = 1, is its own row): the behaviour policy (all weights 0), no
 # safety, more safety, more speed, safety alone
@@ -253,11 +255,6 @@ def _fmt(v) -> str:
     if isinstance(v, (tuple, list)):
         return ",".join(map(_fmt, v))
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def failure(r) -> float:
-    """Share of episodes ended by a crash or by leaving the road."""
-    return r.get("failure", min(1.0, r["collision"] + r["offroad"]))
 
 
 def _stats(per_seed: dict, key: str) -> tuple[float, float]:

@@ -22,3 +22,9 @@ def evaluate_driver(driver: Driver, env_name: str, episodes: int, seed: int = 0,
     out = run_episodes(act, env_name, episodes, seed=seed, envs=envs)
     out["driver"] = driver.name
     return out
+
+
+def failure(row: dict) -> float:
+    """Share of episodes ended by a crash or by leaving the road (rows older than the `failure` field: the sum of the
+    two rates, capped at 1)."""
+    return row.get("failure", min(1.0, row["collision"] + row["offroad"]))
