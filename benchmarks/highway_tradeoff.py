@@ -380,6 +380,18 @@ def dev_choice(results) -> str:
     return (f"- Dev rule picks **{key}** ({100 * points[key][0]:.1f}% failures, {points[key][1]:.2f} m/s): {why}.")
 
 
+def _plot_label(key: str) -> str:
+    """Short point labels: term weights as '(speed, safety, lane)', retrained rewards by their collision weight."""
+    name = key.split(": ", 1)[-1]
+    if key.startswith("retrained"):
+        weights, _, sampler = name.partition(" (")
+        first = weights.split(",")[0].split("=")[-1]
+        return f"x{first}, " + ("headline" if sampler.startswith("headline") else sampler.rstrip(")"))
+    if key.startswith(("bc", "iql")):
+        return ""
+    return _short(name)
+
+
 def plot(results, path):
     import matplotlib
 
@@ -387,34 +399,38 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     ev = results["evals"]
-    fig, ax = plt.subplots(figsize=(9, 6))
-    groups = {}
-    for key, per_seed in ev.items():
-        family = ("drivers" if key.startswith("driver") else "retrained" if key.startswith("retrained")
-                  else key.split(":")[0])
-        groups.setdefault(family, []).append((key, per_seed))
-    styles = {"drivers": ("s", "grey"), "retrained": ("D", "tab:orange"), "bc": ("^", "tab:green"),
-              "iql": ("v", "tab:purple")}
-    palette = iter(["tab:blue", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink"])
-    for family, points in groups.items():
-        marker, color = styles.get(family, ("o", None))
-        color = color or next(palette, "black")
-        first = True
-        for key, per_seed in points:
-            f, fs = (100 * x for x in _stats(per_seed, "failure"))
-            sp, sps = _stats(per_seed, "mean_speed")
-            headline = "headline" in key
-            ax.errorbar(sp, f, xerr=sps, yerr=fs, fmt="*" if headline else marker, color=color,
-                        markersize=13 if headline else 6, capsize=2, label=family if first else None)
-            first = False
-            label = _short(key.split(": ", 1)[-1])
-            ax.annotate(label, (sp, f), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color)
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    families = {"terms": ("o", "tab:blue", "dipole-terms: one model, term weights set at inference (star: headline)"),
+                "retrained": ("D", "tab:orange", "DIPOLE retrained per combined reward (x collision and off-road "
+                                                 "weight; headline: its config's omega and K)"),
+                "driver": ("s", "grey", "scripted drivers (the data's behaviour)"),
+                "bc": ("^", "tab:green", "BC"), "iql": ("v", "tab:purple", "IQL")}
+    seen = set()
+    front = []
+    for key, per_seed in sorted(ev.items(), key=lambda kv: _order(kv[0])):
+        family = key.split(":")[0]
+        marker, color, legend = families.get(family, ("o", "black", family))
+        f, fs = (100 * x for x in _stats(per_seed, "failure"))
+        sp, sps = _stats(per_seed, "mean_speed")
+        if family == "terms":
+            front.append((f, sp))
+        star = family == "terms" and "headline" in key
+        ax.errorbar(sp, f, xerr=sps, yerr=fs, fmt="*" if star else marker, color=color, markersize=14 if star else 6,
+                    capsize=2, label=None if family in seen else legend)
+        seen.add(family)
+        label = key.split(": ", 1)[-1] if family == "driver" else _plot_label(key)
+        ax.annotate(label, (sp, f), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color)
+    if len(front) > 1:  # the lower envelope: every speed the model reaches, at the fewest failures a mixture gets
+        lo, hi = min(s for _, s in front), max(s for _, s in front)
+        speeds = np.linspace(lo, hi, 200)
+        ax.plot(speeds, [front_failure_at(front, v) for v in speeds], "--", color="tab:blue", lw=1, alpha=0.6,
+                label="dipole-terms' front (best mixture of two settings per episode)")
     ax.set_xlabel("mean forward speed (m/s); dipole-terms' points labelled by their term weights (speed, safety, "
                   "lane)")
     ax.set_ylabel("episodes ended by a crash or leaving the road (%)")
     s = results["settings"]
     ax.set_title(f"{ENV}, stage {s['stage']}: seeds {s['seeds']}, {s['episodes']} episodes each (bars: std over seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
