@@ -169,3 +169,22 @@ def test_data_commands_print_no_display_or_box_precision_warning(tmp_path):
         assert proc.returncode == 0, proc.stderr
         for noise in ("DISPLAY", "GLFW", "precision lowered", "Warning", "WARN"):
             assert noise not in proc.stderr, f"`dipole {' '.join(argv)}` printed {noise!r}:\n{proc.stderr}"
+
+
+ENV_SCRIPT = """
+import warnings
+warnings.simplefilter("always")
+import numpy as np
+from dipole.envs import make_env
+env = make_env("cube-single-play-singletask-task1-v0")
+for seed in (0, 1):
+    env.reset(seed=seed)  # OGBench's cube env builds a new float64-bounded action Box on every reset
+    env.step(np.zeros(env.action_space.shape, np.float32))
+print("ok")
+"""
+
+
+def test_evaluation_episodes_print_no_box_precision_warning():
+    proc = subprocess.run([sys.executable, "-c", ENV_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert "precision lowered" not in proc.stderr, proc.stderr

@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 
-from dipole._quiet import env_warnings_off
 from dipole.data.dataset import (
     Dataset,
     DatasetError,
@@ -241,8 +240,7 @@ def load_ogbench(
                            "NAME-val.npz beside it); rename it, or pass the NAME.npz file.")
     missing = [f for f in (train_file, val_file) if not os.path.exists(f)]
     if missing and allow_download and dataset_path is None:
-        with env_warnings_off():
-            ogbench.download_datasets([dataset], os.path.expanduser(dataset_dir))
+        ogbench.download_datasets([dataset], os.path.expanduser(dataset_dir))
         missing = [f for f in (train_file, val_file) if not os.path.exists(f)]
     if missing:
         raise MissingFileError(
@@ -268,8 +266,7 @@ def load_ogbench(
             arrays = read_npz(f, "OGBench dataset", _remake(dataset, os.path.dirname(f) or "."))
             check_ogbench_arrays(arrays, f, name, env, dataset)
             del arrays
-        with env_warnings_off():
-            train, val = ogbench.make_env_and_datasets(name, dataset_path=train_file, dataset_only=True, cur_env=env)
+        train, val = ogbench.make_env_and_datasets(name, dataset_path=train_file, dataset_only=True, cur_env=env)
         changed = [f for f in (train_file, val_file) if _stat(f) != before[f]]
         if changed:
             raise DatasetError(f"{changed[0]} changed while it was being loaded (is `dipole data ogbench` writing it?); "

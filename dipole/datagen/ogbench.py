@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dipole._quiet import env_warnings_off
 from dipole.data.ogbench import GENERATOR, MANIFEST_FORMAT, file_digest, manifest_path
 from dipole.datagen.pool import parallel_map
 from dipole.errors import UsageError
@@ -167,13 +166,12 @@ def _run_episodes(args):
     import gymnasium
     import ogbench  # noqa: F401  (registers the envs)
 
-    with env_warnings_off():
-        if spec.family == "pointmaze":
-            env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
-        else:
-            env = gymnasium.make(spec.env_id, terminate_at_goal=False, mode="data_collection",
-                                 max_episode_steps=spec.episode_length)
-            oracles = _make_oracles(env, spec)
+    if spec.family == "pointmaze":
+        env = gymnasium.make(spec.env_id, terminate_at_goal=False, max_episode_steps=spec.episode_length)
+    else:
+        env = gymnasium.make(spec.env_id, terminate_at_goal=False, mode="data_collection",
+                             max_episode_steps=spec.episode_length)
+        oracles = _make_oracles(env, spec)
     out = []
     for split, episode in jobs:
         ss = _episode_seed(seed, split, episode)

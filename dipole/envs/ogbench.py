@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import re
 
-from dipole._quiet import env_warnings_off
 from dipole.errors import UsageError
 
 _SINGLETASK = re.compile(r"^(?P<base>.+)-(?P<dtype>[a-z]+)-singletask(?P<task>-task\d+)?-(?P<ver>v\d+)$")
@@ -104,5 +103,4 @@ def make_ogbench_env(name: str):
         raise UsageError(f"unknown environment: {e}") from None
     import ogbench
 
-    with env_warnings_off():
-        return ogbench.make_env_and_datasets(name, env_only=True)
+    return ogbench.make_env_and_datasets(name, env_only=True)
