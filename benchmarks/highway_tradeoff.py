@@ -268,14 +268,14 @@ def goal_check(results) -> list[str]:
     fails no more often."""
     ev = results["evals"]
     episodes = results["settings"]["episodes"] * len(results["settings"]["seeds"])
-    front = {k: v for k, v in ev.items() if k.startswith("terms")}  # every inference-time setting, headline too
+    # every inference-time setting, headline too: (failure rate, mean speed), each a mean over seeds
+    front = {k: (_stats(v, "failure")[0], _stats(v, "mean_speed")[0]) for k, v in ev.items() if k.startswith("terms")}
     lines = []
     normal, assertive = ev.get("driver: normal"), ev.get("driver: assertive")
     if front and normal and assertive:
         safe = _stats(normal, "failure")[0]
         fast = _stats(assertive, "mean_speed")[0]
-        ok = [k for k, v in front.items() if _stats(v, "failure")[0] <= safe + 1.0 / episodes
-              and _stats(v, "mean_speed")[0] >= fast]
+        ok = [k for k, (fk, sk) in front.items() if fk <= safe + 1.0 / episodes and sk >= fast]
         lines.append(f"- Goal (as safe as `normal`, {100 * safe:.1f}% failures, within one episode of "
                      f"{episodes}; as fast as `assertive`, {fast:.2f} m/s): "
                      + (f"reached by {', '.join(ok)}." if ok else "not reached; " + _nearest(front, safe, fast)))
@@ -283,14 +283,14 @@ def goal_check(results) -> list[str]:
         if not k.startswith("retrained"):
             continue
         f, s = _stats(v, "failure")[0], _stats(v, "mean_speed")[0]
-        better = [(_stats(w, "mean_speed")[0], key) for key, w in front.items() if _stats(w, "failure")[0] <= f]
+        better = [(sk, key) for key, (fk, sk) in front.items() if fk <= f]
         if better:
             best = max(better)
             line = (f"- {k} ({100 * f:.1f}%, {s:.2f} m/s): the fastest inference-time point that fails no more "
                     f"often is {best[1]} at {best[0]:.2f} m/s ({best[0] - s:+.2f})")
         else:
             line = f"- {k} ({100 * f:.1f}%, {s:.2f} m/s): every inference-time point fails more often"
-        mixed = front_failure_at([(_stats(w, "failure")[0], _stats(w, "mean_speed")[0]) for w in front.values()], s)
+        mixed = front_failure_at(list(front.values()), s)
         lines.append(line + ("; no inference-time setting or mixture of two drives that fast." if mixed is None else
                              f"; at its speed the inference-time front (two settings mixed per episode) fails in "
                              f"{100 * mixed:.1f}% ({100 * (mixed - f):+.1f} points)."))
@@ -314,9 +314,10 @@ def front_failure_at(points, speed: float) -> float | None:
 
 
 def _nearest(front, safe, fast) -> str:
-    safe_points = [(_stats(v, "mean_speed")[0], k) for k, v in front.items() if _stats(v, "failure")[0] <= safe + 0.02]
+    """`front`: name -> (failure rate, mean speed)."""
+    safe_points = [(sk, k) for k, (fk, sk) in front.items() if fk <= safe + 0.02]
     if not safe_points:
-        best = min((_stats(v, "failure")[0], k) for k, v in front.items())
+        best = min((fk, k) for k, (fk, _) in front.items())
         return f"the safest point, {best[1]}, fails in {100 * best[0]:.1f}%."
     speed, key = max(safe_points)
     return f"the fastest point within 2 percentage points of that failure rate, {key}, drives {speed:.2f} m/s ({speed - fast:+.2f})."
