@@ -1,7 +1,9 @@
 """Quiet by default on a headless machine. Imported first by the package, before anything loads MuJoCo.
 
 - dm_control picks an OpenGL backend when it is imported; without a display its GLFW attempt prints a `DISPLAY`
-  warning. On Linux with no display and no MUJOCO_GL set, use EGL (offscreen), which says nothing.
+  warning. On Linux with no display and no MUJOCO_GL set, use EGL (offscreen), which says nothing, where its library
+  is installed; where it is not (a GPU server image without libEGL), `import mujoco` would fail on EGL, so rendering
+  is switched off instead (`MUJOCO_GL=disable`: nothing here renders). A MUJOCO_GL the user set is kept.
 - gymnasium warns that a Box's float64 bounds lose precision as float32 when OGBench builds its spaces; the bounds
   are +-inf or small integers, exact in float32, so that warning says nothing about our data. OGBench's manipulation
   environments build a new action Box on every reset, so the warning would repeat through every evaluation: exactly
@@ -10,12 +12,19 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import sys
 import warnings
 
+
+def headless_mujoco_gl(find_library=ctypes.util.find_library) -> str:
+    """MUJOCO_GL for a Linux machine with no display: 'egl' where libEGL can be loaded, else 'disable'."""
+    return "egl" if find_library("EGL") else "disable"
+
+
 if sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["MUJOCO_GL"] = "egl"
+    os.environ["MUJOCO_GL"] = headless_mujoco_gl()
 
 BOX_PRECISION_WARNING = r".*Box (low|high|bound)'?s? precision lowered by casting to float32"
 

@@ -188,3 +188,33 @@ def test_evaluation_episodes_print_no_box_precision_warning():
     proc = subprocess.run([sys.executable, "-c", ENV_SCRIPT], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
     assert "precision lowered" not in proc.stderr, proc.stderr
+
+
+NO_EGL_SCRIPT = """
+import ctypes.util, os
+find = ctypes.util.find_library
+ctypes.util.find_library = lambda name: None if name == "EGL" else find(name)  # a machine without libEGL
+import numpy as np
+import dipole
+print(os.environ["MUJOCO_GL"])
+from dipole.envs import make_env
+for name in ("pointmaze-medium-navigate-singletask-task1-v0", "dmc-walker-walk"):
+    env = make_env(name)
+    env.reset(seed=0)
+    env.step(np.zeros(env.action_space.shape, np.float32))
+print("ok")
+"""
+
+
+def test_headless_mujoco_gl_is_egl_where_its_library_loads_else_rendering_off():
+    from dipole._quiet import headless_mujoco_gl
+    assert headless_mujoco_gl(lambda name: "libEGL.so.1" if name == "EGL" else None) == "egl"
+    assert headless_mujoco_gl(lambda name: None) == "disable"
+    # without libEGL (a GPU server image without it: `import mujoco` failed there on EGL), environments still run
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
+    proc = subprocess.run([sys.executable, "-c", NO_EGL_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split() == ["disable", "ok"], proc.stderr
+    # a MUJOCO_GL the user chose is kept
+    proc = subprocess.run([sys.executable, "-c", "import os, dipole; print(os.environ['MUJOCO_GL'])"],
+                          env={**env, "MUJOCO_GL": "osmesa"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "osmesa", proc.stderr
