@@ -29,6 +29,11 @@ TASK_RULES = [
     ("cube-*", {"dipole.omega": 0.0, "dipole.num_candidates": 32, "dipole.selection": "tilt"}),
     ("scene-*", {"dipole.omega": 0.0, "dipole.num_candidates": 32, "dipole.selection": "tilt"}),
     ("puzzle-*", {"dipole.omega": 0.0, "dipole.num_candidates": 32, "dipole.selection": "tilt"}),
+    # CFGRL's headline, by the same rule over its own sweep (omega {0, 1, 2} x {K 1, K 32 argmax}) once both
+    # development suites had a CFGRL population (cube-single-mini 18.0, pointmaze-mini 60.0 at omega 0, K 1; its
+    # published omega 2 scored 2.0 and 52.0); frozen before CFGRL ran on any test suite.
+    *((category, {"cfgrl.omega": 0.0, "cfgrl.num_candidates": 1})
+      for category in ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")),
     ("cube-*", {"fql.alpha": 300.0}),
     ("scene-*", {"fql.alpha": 300.0}),
     ("puzzle-*", {"fql.alpha": 1000.0}),
