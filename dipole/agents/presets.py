@@ -34,6 +34,10 @@ TASK_RULES = [
     # published omega 2 scored 2.0 and 52.0); frozen before CFGRL ran on any test suite.
     *((category, {"cfgrl.omega": 0.0, "cfgrl.num_candidates": 1})
       for category in ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")),
+    # IFQL's K by the same rule over K {1, 4, 16, 32, 64} on both development suites (means 2.0 / 42.3 / 33.0 /
+    # 30.3 / 25.8: pointmaze-mini 58.0 and cube-single-mini 26.5 at K 4; 48.0 and 12.5 at its published K 32); frozen
+    # before IFQL ran on any test suite.
+    *((category, {"ifql.num_candidates": 4}) for category in ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")),
     ("cube-*", {"fql.alpha": 300.0}),
     ("scene-*", {"fql.alpha": 300.0}),
     ("puzzle-*", {"fql.alpha": 1000.0}),
