@@ -12,15 +12,19 @@
 
 from __future__ import annotations
 
-import ctypes.util
+import ctypes
 import os
 import sys
 import warnings
 
 
-def headless_mujoco_gl(find_library=ctypes.util.find_library) -> str:
-    """MUJOCO_GL for a Linux machine with no display: 'egl' where libEGL can be loaded, else 'disable'."""
-    return "egl" if find_library("EGL") else "disable"
+def headless_mujoco_gl(load=ctypes.CDLL) -> str:
+    """MUJOCO_GL for a Linux machine with no display: 'egl' where libEGL loads, else 'disable'."""
+    try:
+        load("libEGL.so.1")
+        return "egl"
+    except OSError:
+        return "disable"
 
 
 if sys.platform.startswith("linux") and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):

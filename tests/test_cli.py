@@ -191,9 +191,17 @@ def test_evaluation_episodes_print_no_box_precision_warning():
 
 
 NO_EGL_SCRIPT = """
-import ctypes.util, os
-find = ctypes.util.find_library
-ctypes.util.find_library = lambda name: None if name == "EGL" else find(name)  # a machine without libEGL
+import ctypes, os
+
+
+class NoEGL(ctypes.CDLL):  # a machine without libEGL
+    def __init__(self, name, *args, **kwargs):
+        if name and "libEGL" in str(name):
+            raise OSError(f"{name}: cannot open shared object file")
+        super().__init__(name, *args, **kwargs)
+
+
+ctypes.CDLL = NoEGL
 import numpy as np
 import dipole
 print(os.environ["MUJOCO_GL"])
@@ -206,10 +214,15 @@ print("ok")
 """
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MUJOCO_GL is chosen on Linux only")
 def test_headless_mujoco_gl_is_egl_where_its_library_loads_else_rendering_off():
     from dipole._quiet import headless_mujoco_gl
-    assert headless_mujoco_gl(lambda name: "libEGL.so.1" if name == "EGL" else None) == "egl"
-    assert headless_mujoco_gl(lambda name: None) == "disable"
+
+    def no_egl(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    assert headless_mujoco_gl(lambda name: object()) == "egl"
+    assert headless_mujoco_gl(no_egl) == "disable"
     # without libEGL (a GPU server image without it: `import mujoco` failed there on EGL), environments still run
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
     proc = subprocess.run([sys.executable, "-c", NO_EGL_SCRIPT], env=env, capture_output=True, text=True, timeout=300)

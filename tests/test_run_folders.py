@@ -293,6 +293,20 @@ def test_a_task_rule_key_that_matches_no_field_is_refused(monkeypatch):
         build_config("bc", TASK)
 
 
+
+def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit_overrides_win():
+    # docs/protocol.md, rule 3 on the development suites: DIPOLE omega 0, K 32, tilt; CFGRL omega 0, K 1; IFQL K 4
+    for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-double-play-singletask-task2-v0",
+                 "scene-play-singletask-task3-v0", "puzzle-3x3-play-singletask-task4-v0"):
+        d, c, i = (build_config(a, task, "small") for a in ("dipole", "cfgrl", "ifql"))
+        assert (d.omega, d.num_candidates, d.selection) == (0.0, 32, "tilt")
+        assert (c.omega, c.num_candidates, i.num_candidates) == (0.0, 1, 4)
+    d, c, i = (build_config(a, "highway-fast-v0", "small") for a in ("dipole", "cfgrl", "ifql"))
+    assert (d.omega, c.omega, c.num_candidates, i.num_candidates) == (1.0, 2.0, 1, 32)  # the configs' defaults
+    c = build_config("cfgrl", TASK, "small", {"omega": 2.0, "num_candidates": 32})
+    assert (c.omega, c.num_candidates, build_config("ifql", TASK, "small", {"num_candidates": 32}).num_candidates) == (
+        2.0, 32, 32)
+
 # ------------------------------------------------------------------------------------------------ acting, streams
 def test_iql_acts_with_its_mean_at_temperature_0_and_samples_at_1():
     agent = make("iql", np.zeros(3), np.zeros(2), preset="tiny")
