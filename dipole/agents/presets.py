@@ -19,6 +19,9 @@ SIZE_PRESETS = {
 # (glob on the dataset/env name, overrides). A plain key applies to every agent whose config has it; 'agent.key'
 # applies to that agent only. Discount 0.995 for long-horizon tasks and FQL's distillation alpha per category, both
 # as in FQL's paper; DIPOLE's headline omega.
+# the OGBench categories the protocol's development and test suites speak for (docs/protocol.md)
+OGBENCH_CATEGORIES = ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")
+
 TASK_RULES = [
     ("*", {"dipole.omega": 1.0}),
     # OGBench: DIPOLE's headline sampling, chosen by the rule of docs/protocol.md on the development suites
@@ -32,12 +35,11 @@ TASK_RULES = [
     # CFGRL's headline, by the same rule over its own sweep (omega {0, 1, 2} x {K 1, K 32 argmax}) once both
     # development suites had a CFGRL population (cube-single-mini 18.0, pointmaze-mini 60.0 at omega 0, K 1; its
     # published omega 2 scored 2.0 and 52.0); frozen before CFGRL ran on any test suite.
-    *((category, {"cfgrl.omega": 0.0, "cfgrl.num_candidates": 1})
-      for category in ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")),
+    *((category, {"cfgrl.omega": 0.0, "cfgrl.num_candidates": 1}) for category in OGBENCH_CATEGORIES),
     # IFQL's K by the same rule over K {1, 4, 16, 32, 64} on both development suites (means 2.0 / 42.3 / 33.0 /
     # 30.3 / 25.8: pointmaze-mini 58.0 and cube-single-mini 26.5 at K 4; 48.0 and 12.5 at its published K 32); frozen
     # before IFQL ran on any test suite.
-    *((category, {"ifql.num_candidates": 4}) for category in ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")),
+    *((category, {"ifql.num_candidates": 4}) for category in OGBENCH_CATEGORIES),
     ("cube-*", {"fql.alpha": 300.0}),
     ("scene-*", {"fql.alpha": 300.0}),
     ("puzzle-*", {"fql.alpha": 1000.0}),
