@@ -162,6 +162,40 @@ def test_bench_refuses_other_overrides_in_the_same_folder(tmp_path):
     assert json.load(open(tmp_path / "bench.json"))["overrides"] == {"beta": 1.0}
 
 
+def test_bench_refuses_finished_runs_made_under_other_task_rules(tmp_path):
+    """A frozen headline (a task rule) changed after a run finished: its result.json must not be reported, or
+    resumed past, as if it had been made with today's config."""
+    from dipole.bench.runner import _config, _own_bench_folder, _run_dir, run_bench
+    from dipole.bench.suites import SUITES
+
+    suite, out = SUITES["smoke"], str(tmp_path / "bench")
+    _own_bench_folder(out, suite, {}, False, print)  # a bench folder as a finished run leaves it
+    config = _config(suite, "cfgrl", suite.tasks[0], {}).to_dict()
+    path = _run_dir(out, suite.tasks[0], "cfgrl", 0, "result.json")
+    os.makedirs(os.path.dirname(path))
+    row = {"omega": config["omega"], "num_candidates": 1, "success": 0.5, "return": 1.0}
+    with open(path, "w") as f:
+        json.dump({"task": suite.tasks[0], "agent": "cfgrl", "seed": 0, "headline": row, "omega_sweep": None,
+                   "config": config}, f)
+    summary = run_bench("smoke", ["cfgrl"], 1, out_dir=out, report_only=True, log=lambda *_: None)
+    assert summary["agents"]["cfgrl"]["category"] == (50.0, 0.0)  # made with today's config: reported
+    with open(path, "w") as f:
+        json.dump({"task": suite.tasks[0], "agent": "cfgrl", "seed": 0, "headline": row, "omega_sweep": None,
+                   "config": {**config, "omega": config["omega"] + 2.0}}, f)
+    msg = (rf"1 finished run\(s\) of cfgrl in {out} were made with another config than this command gives now, .*"
+           rf"\(first: {path}: omega {config['omega'] + 2.0!r} \(now {config['omega']!r}\)\); delete runs/\*/cfgrl "
+           r"there to run them again")
+    with pytest.raises(RunFolderError, match=msg):
+        run_bench("smoke", ["cfgrl"], 1, out_dir=out, report_only=True, log=lambda *_: None)
+    with pytest.raises(RunFolderError, match=msg):  # and before any data is made for a run
+        run_bench("smoke", ["cfgrl"], 1, out_dir=out, log=lambda *_: None)
+    assert not os.path.exists(os.path.join(out, "data"))
+    # asked for with the old omega as an override, the run is what the command gives: reported
+    summary = run_bench("smoke", ["cfgrl"], 1, out_dir=out, report_only=True, log=lambda *_: None,
+                        overrides={"omega": config["omega"] + 2.0})
+    assert summary["agents"]["cfgrl"]["category"] == (50.0, 0.0)
+
+
 # ------------------------------------------------------------------------------------------------ leftovers, disk
 def test_temp_files_of_dead_writers_are_removed_and_said(tmp_path, dataset):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

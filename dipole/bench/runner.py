@@ -66,12 +66,14 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
     out_dir = out_dir or os.path.join(backend.root, "bench", suite_name)
     with claimed(out_dir):
         if report_only:
+            check_finished_runs(suite, agents, seeds, out_dir, overrides)
             return aggregate(suite, agents, seeds, out_dir)
         if max_population is not None and max_population < 1:
             raise UsageError(f"--max-population must be >= 1, got {max_population}")
         if not population and not isinstance(backend, LocalBackend):
             raise UsageError(f"the {backend.name} backend runs populations; drop --no-population")
         _own_bench_folder(out_dir, suite, overrides, overwrite, log)
+        check_finished_runs(suite, agents, seeds, out_dir, overrides)
         train_file = prepare_data(suite, os.path.join(out_dir, "data"), workers, log)
         if not population:
             return _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides)
@@ -116,6 +118,33 @@ def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
         raise RunFolderError(f"{out_dir} holds bench runs but no bench.json saying how they were made; pass "
                              "--overwrite to start again, or choose another --out")
     atomic_write_json(path, identity)
+
+
+def check_finished_runs(suite: Suite, agents: list[str], seeds: int, out_dir: str, overrides: dict) -> None:
+    """Refuse a folder whose finished runs were made with another config than this command gives their task now
+    (an agent's task rules or defaults changed since, e.g. a frozen headline): a finished run is not run again, so
+    its old result would be reported under today's settings."""
+    stale = []
+    for agent in agents:
+        for task in suite.tasks:
+            want = json.loads(json.dumps(_config(suite, agent, task, overrides).to_dict()))
+            for seed in range(seeds):
+                path = _run_dir(out_dir, task, agent, seed, "result.json")
+                if not os.path.exists(path):
+                    continue
+                with open(path) as f:
+                    saved = _with_defaults(agent, json.load(f).get("config")) or {}
+                diff = [k for k in want if saved.get(k) != want[k]]
+                if diff:
+                    stale.append((agent, path, ", ".join(f"{k} {saved.get(k)!r} (now {want[k]!r})" for k in diff)))
+    if stale:
+        agent, path, fields = stale[0]
+        names = sorted({a for a, _, _ in stale})
+        raise RunFolderError(
+            f"{len(stale)} finished run(s) of {', '.join(names)} in {out_dir} were made with another config than "
+            f"this command gives now, so their results would be reported under today's settings (first: {path}: "
+            f"{fields}); delete {' and '.join(f'runs/*/{a}' for a in names)} there to run them again, or choose "
+            "another --out (--overwrite starts the whole folder again)")
 
 
 def prepare_data(suite: Suite, default_dir: str, workers: int, log) -> str:
