@@ -85,3 +85,55 @@ def test_dmc_smoke_suite_scores_by_return(tmp_path):
     assert [row["omega"] for row in summary["agents"]["dipole"]["omega_sweep"]] == [0.0, 2.0]
     assert "episode return" in open(tmp_path / "results.md").read()
     assert (tmp_path / "data" / "walker-explore.npz").exists()
+
+
+def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_path, monkeypatch):
+    """A long sweep (scene-mini: 13 min per setting on 2 cores) killed at its third setting resumes at that setting:
+    the two it finished are read back, and the results equal those of a bench that was never killed."""
+    from dipole.bench import runner
+
+    said = []
+    full = runner.run_bench("smoke", ["dipole"], 1, out_dir=str(tmp_path / "full"), log=said.append, workers=1)
+    real, calls = runner.evaluate_population, []
+
+    def killed_at_the_third(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(kwargs["num_candidates"])
+        return real(*args, **kwargs)
+
+    out = str(tmp_path / "killed")
+    monkeypatch.setattr(runner, "evaluate_population", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
+    assert calls == [1, 2] and len(os.listdir(os.path.join(out, "populations", os.listdir(
+        os.path.join(out, "populations"))[0], "eval"))) == 2
+
+    def counted(*args, **kwargs):
+        calls.append(("again", kwargs["omega"], kwargs["num_candidates"], kwargs["selection"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_population", counted)
+    said.clear()
+    again = runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
+    assert calls[2:] == [("again", 0.0, 2, "tilt")]  # only the setting the kill interrupted
+    assert sum("was evaluated by an earlier call" in s for s in said) == 2
+    task = SUITES["smoke"].tasks[0]
+    a, b = (json.load(open(tmp_path / d / "runs" / task / "dipole" / "seed0" / "result.json"))
+            for d in ("full", "killed"))
+    for x, y in zip([a["headline"], *a["omega_sweep"]], [b["headline"], *b["omega_sweep"]]):
+        assert (x["omega"], x["num_candidates"], x["selection"], x["success"]) == (
+            y["omega"], y["num_candidates"], y["selection"], y["success"])
+        assert x["return"] == pytest.approx(y["return"], abs=1e-3)
+    assert again["agents"]["dipole"]["omega_sweep"] == full["agents"]["dipole"]["omega_sweep"]
+
+    # saved rows are only used for the same evaluation: other episodes per member are evaluated afresh
+    pop_dir = os.path.join(out, "populations", os.listdir(os.path.join(out, "populations"))[0])
+    pop, _ = runner.load_population(runner.list_checkpoints(pop_dir)[-1])
+    config = runner._config(SUITES["smoke"], "dipole", task, {})
+    envs = runner.population_eval_envs(pop, 1)
+    del calls[:]
+    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
+    assert calls == [("again", 0.0, 1, None)]
+    for e in (e for per in envs for e in per):
+        e.close()

@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+import jax
 import numpy as np
 
 from dipole.agents import build_config, get_agent
@@ -267,8 +268,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
         if "omega" in config.to_dict():
             settings = sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
             for j, (w, k, sel) in enumerate(settings):
-                rows = evaluate_population(pop, suite.eval_episodes, omega=w, num_candidates=k, envs=envs,
-                                           selection=sel)
+                rows = saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, (w, k, sel), log)
                 for i, row in enumerate(rows):
                     sweeps[i].append(row)
                 spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
@@ -281,7 +281,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                     pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
         same = [i for i, r in enumerate(sweeps[0]) if (r["omega"], r["num_candidates"], row_selection(r)) == head_key]
         headline = ([per[same[0]] for per in sweeps] if same
-                    else evaluate_population(pop, suite.eval_episodes, envs=envs))
+                    else saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log))
         log(f"evaluated {len(group)} members x {len(sweeps[0]) + (not same)} settings x {suite.eval_episodes} "
             f"episodes in {time.time() - t0:.0f} s")
         for e in (e for per in envs for e in per):
@@ -291,6 +291,36 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                               {"task": m.task, "agent": agent_name, "seed": m.seed, "steps": suite.steps,
                                "headline": head, "omega_sweep": sweep or None, "config": config.to_dict(),
                                "population": pop_dir})
+
+
+def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, log=print) -> list[dict]:
+    """One evaluation setting (omega, K, selection), or None for the config's own, of a trained population: its rows
+    as an earlier call saved them in pop_dir/eval/ (a bench killed during a long sweep loses no finished setting),
+    else evaluated and saved there atomically. The saved rows are used only for the same members, parameters
+    (hashed), config, episodes, environments per member and setting; evaluation is deterministic given these."""
+    digest = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree_util.tree_leaves(pop.agents):
+        digest.update(np.asarray(leaf).tobytes())
+    key = json.loads(json.dumps({
+        "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members], "params": digest.hexdigest(),
+        "config": config.to_dict(), "episodes": episodes, "envs_per_member": len(envs[0]),
+        "setting": list(setting) if setting is not None else "config"}))
+    name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
+    path = os.path.join(pop_dir, "eval", f"{name}.json")
+    w, k, sel = setting if setting is not None else (None, None, None)
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            if saved.get("key") == key:
+                what = "its config's setting" if setting is None else f"omega {w}, {setting_label(k or 1, sel)}"
+                log(f"{agent_name}: {what} was evaluated by an earlier call; its rows are read from {path}")
+                return saved["rows"]
+        except (OSError, ValueError):
+            pass  # unreadable: evaluated again and overwritten
+    rows = evaluate_population(pop, episodes, omega=w, num_candidates=k, envs=envs, selection=sel)
+    atomic_write_json(path, {"key": key, "rows": rows})
+    return rows
 
 
 def _selections(suite, agent) -> tuple:
