@@ -190,10 +190,19 @@ def test_bench_refuses_finished_runs_made_under_other_task_rules(tmp_path):
     with pytest.raises(RunFolderError, match=msg):  # and before any data is made for a run
         run_bench("smoke", ["cfgrl"], 1, out_dir=out, log=lambda *_: None)
     assert not os.path.exists(os.path.join(out, "data"))
-    # asked for with the old omega as an override, the run is what the command gives: reported
-    summary = run_bench("smoke", ["cfgrl"], 1, out_dir=out, report_only=True, log=lambda *_: None,
-                        overrides={"omega": config["omega"] + 2.0})
+    # made with the old omega as an override the folder records: a report needs no overrides typed again, and
+    # refuses other ones
+    other = str(tmp_path / "overridden")
+    _own_bench_folder(other, suite, {"omega": config["omega"] + 2.0}, False, print)
+    moved = _run_dir(other, suite.tasks[0], "cfgrl", 0, "result.json")
+    os.makedirs(os.path.dirname(moved))
+    os.rename(path, moved)
+    summary = run_bench("smoke", ["cfgrl"], 1, out_dir=other, report_only=True, log=lambda *_: None)
     assert summary["agents"]["cfgrl"]["category"] == (50.0, 0.0)
+    with pytest.raises(RunFolderError, match=r"bench.json was made with overrides = \{'omega': 2.0\}, but this "
+                                             r"command asks for \{'omega': 1.0\}"):
+        run_bench("smoke", ["cfgrl"], 1, out_dir=other, report_only=True, log=lambda *_: None,
+                  overrides={"omega": 1.0})
 
 
 # ------------------------------------------------------------------------------------------------ leftovers, disk

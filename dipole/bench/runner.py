@@ -40,6 +40,7 @@ from dipole.runners.population import (
     train_population,
 )
 from dipole.storage import CheckpointError, atomic_write_json, list_checkpoints, read_header
+from dipole.version import __version__
 
 
 def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | None = None, workers: int = 2,
@@ -67,6 +68,7 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
     out_dir = out_dir or os.path.join(backend.root, "bench", suite_name)
     with claimed(out_dir):
         if report_only:
+            overrides = _recorded_overrides(out_dir, overrides)
             check_finished_runs(suite, agents, seeds, out_dir, overrides)
             return aggregate(suite, agents, seeds, out_dir)
         if max_population is not None and max_population < 1:
@@ -119,6 +121,19 @@ def _own_bench_folder(out_dir, suite, overrides, overwrite, log):
         raise RunFolderError(f"{out_dir} holds bench runs but no bench.json saying how they were made; pass "
                              "--overwrite to start again, or choose another --out")
     atomic_write_json(path, identity)
+
+
+def _recorded_overrides(out_dir: str, overrides: dict) -> dict:
+    """A report's overrides: those the folder's bench.json recorded when none are given, else the given ones, which
+    must be the recorded ones."""
+    path = os.path.join(out_dir, "bench.json")
+    if not os.path.exists(path):
+        return overrides
+    with open(path) as f:
+        saved = json.load(f).get("overrides", {})
+    if overrides:
+        check_resume(path, {"overrides": saved}, json.loads(json.dumps({"overrides": overrides})), prefix="")
+    return dict(saved)
 
 
 def check_finished_runs(suite: Suite, agents: list[str], seeds: int, out_dir: str, overrides: dict) -> None:
@@ -296,13 +311,15 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
 def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, log=print) -> list[dict]:
     """One evaluation setting (omega, K, selection), or None for the config's own, of a trained population: its rows
     as an earlier call saved them in pop_dir/eval/ (a bench killed during a long sweep loses no finished setting),
-    else evaluated and saved there atomically. The saved rows are used only for the same members, parameters
-    (hashed), config, episodes, environments per member and setting; evaluation is deterministic given these."""
+    else evaluated and saved there atomically. The saved rows are used only for the same library version, members,
+    parameters (hashed), config, episodes, environments per member and setting; evaluation is deterministic given
+    these. Delete pop_dir/eval/ to evaluate afresh (after changing an environment package, say)."""
     digest = hashlib.blake2b(digest_size=16)
     for leaf in jax.tree_util.tree_leaves(pop.agents):
         digest.update(np.asarray(leaf).tobytes())
     key = json.loads(json.dumps({
-        "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members], "params": digest.hexdigest(),
+        "dipole": __version__, "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members],
+        "params": digest.hexdigest(),
         "config": config.to_dict(), "episodes": episodes, "envs_per_member": len(envs[0]),
         "setting": list(setting) if setting is not None else "config"}))
     name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
@@ -356,7 +373,9 @@ def _finished_population(out_dir, agent_name, group, config, steps, data):
 
 def _with_defaults(agent_name: str, saved: dict | None) -> dict | None:
     try:
-        return json.loads(json.dumps(get_agent(agent_name)[1].from_dict(saved).to_dict()))
+        cls = get_agent(agent_name)[1]
+        known = {f.name for f in dataclasses.fields(cls)}  # fields removed since are dropped, added ones defaulted
+        return json.loads(json.dumps(cls.from_dict({k: v for k, v in saved.items() if k in known}).to_dict()))
     except (UsageError, TypeError, AttributeError):
         return saved
 

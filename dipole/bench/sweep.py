@@ -21,6 +21,7 @@ from dipole.bench.report import _cell, _unit
 from dipole.bench.runner import (
     _own_bench_folder,
     aggregate,
+    check_finished_runs,
     check_overrides,
     get_suite,
     plan_jobs,
@@ -90,6 +91,7 @@ def run_sweep(suite_name: str, agent: str, grid: dict[str, list], seeds: int, ou
         jobs = []
         for point, folder in zip(points, folders):
             _own_bench_folder(folder, suite, {**overrides, **point}, False, log)
+            check_finished_runs(suite, [agent], seeds, folder, {**overrides, **point})
             jobs += plan_jobs(suite, [agent], seeds, folder, train_file, {**overrides, **point}, max_population)
         log(f"sweep: {len(points)} point(s) x {seeds} seed(s) of {agent} on {suite_name}; {len(jobs)} population "
             f"job(s) to run on the {backend.name} backend")
