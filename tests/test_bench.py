@@ -88,8 +88,9 @@ def test_dmc_smoke_suite_scores_by_return(tmp_path):
 
 
 def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_path, monkeypatch):
-    """A long sweep (scene-mini: 13 min per setting on 2 cores) killed at its third setting resumes at that setting:
-    the two it finished are read back, and the results equal those of a bench that was never killed."""
+    """A long sweep (scene-mini: 13 min per setting on 2 cores) evaluates the headline's setting first, and killed
+    at its third setting resumes at that setting: the two it finished are read back, and the results equal those of
+    a bench that was never killed."""
     from dipole.bench import runner
 
     said = []
@@ -99,14 +100,15 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     def killed_at_the_third(*args, **kwargs):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(kwargs["num_candidates"])
+        calls.append((kwargs["num_candidates"], kwargs["selection"]))
         return real(*args, **kwargs)
 
     out = str(tmp_path / "killed")
     monkeypatch.setattr(runner, "evaluate_population", killed_at_the_third)
     with pytest.raises(KeyboardInterrupt):
         runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
-    assert calls == [1, 2] and len(os.listdir(os.path.join(out, "populations", os.listdir(
+    # the headline (omega 0, K 2, tilt) first, then the sweep's order: K 1, K 2 argmax
+    assert calls == [(2, "tilt"), (1, None)] and len(os.listdir(os.path.join(out, "populations", os.listdir(
         os.path.join(out, "populations"))[0], "eval"))) == 2
 
     def counted(*args, **kwargs):
@@ -116,7 +118,7 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     monkeypatch.setattr(runner, "evaluate_population", counted)
     said.clear()
     again = runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
-    assert calls[2:] == [("again", 0.0, 2, "tilt")]  # only the setting the kill interrupted
+    assert calls[2:] == [("again", 0.0, 2, "argmax")]  # only the setting the kill interrupted
     assert sum("was evaluated by an earlier call" in s for s in said) == 2
     task = SUITES["smoke"].tasks[0]
     a, b = (json.load(open(tmp_path / d / "runs" / task / "dipole" / "seed0" / "result.json"))

@@ -278,26 +278,33 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
         export_members(pop, pop_dir, data, lambda m: _run_dir(out_dir, m.task, agent_name, m.seed, "agent.dpl"),
                        val)
         envs = population_eval_envs(pop, suite.eval_episodes)
+        params = params_digest(pop)
         t0 = time.time()
-        sweeps = [[] for _ in group]
-        if "omega" in config.to_dict():
-            settings = sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
-            for j, (w, k, sel) in enumerate(settings):
-                rows = saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, (w, k, sel), log)
-                for i, row in enumerate(rows):
-                    sweeps[i].append(row)
-                spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
-                log(f"{agent_name}: evaluated setting {j + 1}/{len(settings)} (omega {w:g}, "
-                    f"{setting_label(k, row_selection(rows[0]))}): mean {metric} {np.mean([r[metric] for r in rows]):.3g}"
-                    f" over {len(group)} members; {fmt_seconds(spent)} elapsed, ETA "
-                    f"{fmt_seconds(spent / (j + 1) * (len(settings) - j - 1))}")
         # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
         head_key = (config.omega if hasattr(config, "omega") else None, getattr(config, "num_candidates", 1),
                     pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
-        same = [i for i, r in enumerate(sweeps[0]) if (r["omega"], r["num_candidates"], row_selection(r)) == head_key]
+        settings = (sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
+                    if "omega" in config.to_dict() else [])
+        same = [j for j, (w, k, sel) in enumerate(settings)
+                if (float(w), int(k), sel if k > 1 else None) == head_key]
+        # the headline's setting first, so that a bench stopped during a long sweep has its headline saved
+        order = same[:1] + [j for j in range(len(settings)) if j not in same[:1]]
+        rows_of = {}
+        for n, j in enumerate(order):
+            w, k, sel = settings[j]
+            rows = rows_of[j] = saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes,
+                                                 (w, k, sel), log, params)
+            spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
+            log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} (omega {w:g}, "
+                f"{setting_label(k, row_selection(rows[0]))}"
+                f"{', the headline' if j in same[:1] else ''}): mean {metric} "
+                f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} elapsed, "
+                f"ETA {fmt_seconds(spent / (n + 1) * (len(settings) - n - 1))}")
+        sweeps = [[rows_of[j][i] for j in range(len(settings))] for i in range(len(group))]
         headline = ([per[same[0]] for per in sweeps] if same
-                    else saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log))
-        log(f"evaluated {len(group)} members x {len(sweeps[0]) + (not same)} settings x {suite.eval_episodes} "
+                    else saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log,
+                                          params))
+        log(f"evaluated {len(group)} members x {len(settings) + (not same)} settings x {suite.eval_episodes} "
             f"episodes in {time.time() - t0:.0f} s")
         for e in (e for per in envs for e in per):
             e.close()
@@ -308,18 +315,25 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                                "population": pop_dir})
 
 
-def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, log=print) -> list[dict]:
+def params_digest(pop) -> str:
+    """A hash of every member's parameters (and optimiser state): part of a saved evaluation's key."""
+    digest = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree_util.tree_leaves(pop.agents):
+        digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()
+
+
+def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, log=print,
+                     params: str | None = None) -> list[dict]:
     """One evaluation setting (omega, K, selection), or None for the config's own, of a trained population: its rows
     as an earlier call saved them in pop_dir/eval/ (a bench killed during a long sweep loses no finished setting),
     else evaluated and saved there atomically. The saved rows are used only for the same library version, members,
     parameters (hashed), config, episodes, environments per member and setting; evaluation is deterministic given
-    these. Delete pop_dir/eval/ to evaluate afresh (after changing an environment package, say)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for leaf in jax.tree_util.tree_leaves(pop.agents):
-        digest.update(np.asarray(leaf).tobytes())
+    these. Delete pop_dir/eval/ to evaluate afresh (after changing an environment package, say). `params`:
+    `params_digest(pop)` when the caller has it (computed here otherwise)."""
     key = json.loads(json.dumps({
         "dipole": __version__, "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members],
-        "params": digest.hexdigest(),
+        "params": params or params_digest(pop),
         "config": config.to_dict(), "episodes": episodes, "envs_per_member": len(envs[0]),
         "setting": list(setting) if setting is not None else "config"}))
     name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
