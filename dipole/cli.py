@@ -326,7 +326,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
         out: Optional[str] = None
         """Output folder; default runs/bench/SUITE."""
         workers: int = os.cpu_count() or 1
-        """Processes for data generation."""
+        """Processes for data generation and for stepping a population's evaluation environments (its members split
+        among them; the results are the same for any number)."""
         report: bool = False
         """Only write the tables from the runs finished so far."""
         overwrite: bool = False

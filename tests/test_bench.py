@@ -44,12 +44,13 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
 
 
 def test_population_bench_gives_the_results_of_runs_trained_one_by_one(tmp_path):
-    """Each (task, seed) of a population ends where the same run trained alone ends, so the tables agree."""
+    """Each (task, seed) of a population ends where the same run trained alone ends, so the tables agree (the
+    population's evaluation environments stepped by 2 worker processes, the runs' in this process)."""
     from dipole.bench.runner import run_bench
 
-    quiet = dict(log=lambda *_: 0, workers=1)
-    pop = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "pop"), **quiet)
-    solo = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "solo"), population=False, **quiet)
+    quiet = dict(log=lambda *_: 0)
+    pop = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "pop"), workers=2, **quiet)
+    solo = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "solo"), population=False, workers=1, **quiet)
     task = SUITES["smoke"].tasks[0]
     for seed in (0, 1):
         a, b = (json.load(open(tmp_path / d / "runs" / task / "dipole" / f"seed{seed}" / "result.json"))

@@ -265,6 +265,45 @@ def test_grouped_episodes_replay_each_members_solo_episodes_exactly():
     assert len({json.dumps(v, sort_keys=True) for v in seen.values()}) == len(seeds)  # the members really differ
 
 
+def test_evaluation_workers_step_the_same_episodes_as_this_process():
+    """Members' environments held by 2 worker processes give exactly the results of the same environments held in
+    this process (pointmaze: each reset draws from numpy's global RNG), over two rounds of episodes, and again when
+    the workers are reused; a task no worker can make fails with the worker's error."""
+    from dipole.runners.evaluation import EvalWorkers, close_eval_envs, make_eval_envs, run_group_episodes
+
+    task, seeds = "pointmaze-medium-navigate-singletask-task1-v0", [3, 0, 11]
+
+    def recording(seen):
+        def act(obs, keys):  # depends on the observation and on each member's key
+            seen.append(obs.copy())
+            shift = (np.asarray(keys)[:, None, :1] % 7).astype(np.float32) / 7
+            return np.clip(np.sin(3 * obs[..., :2]) + shift - 0.5, -1, 1)
+
+        return act
+
+    here = [make_eval_envs(task, 3, 2) for _ in seeds]
+    workers = EvalWorkers([(task, 2)] * len(seeds), workers=2)
+    seen = {"alone": [], "apart": [], "again": []}
+    try:
+        assert [len(range(*blk)) for blk in workers.blocks] == [2, 1]
+        alone = run_group_episodes(recording(seen["alone"]), here, 3, seeds)
+        apart = run_group_episodes(recording(seen["apart"]), workers, 3, seeds)
+        again = run_group_episodes(recording(seen["again"]), workers, 3, seeds)
+    finally:
+        close_eval_envs(here)
+        close_eval_envs(workers)
+    assert apart == alone and again == alone
+    # every observation of every step (2 rounds of 1000 steps) is the same, and the members' episodes differ
+    assert len(seen["alone"]) == 2000
+    for name in ("apart", "again"):
+        assert len(seen[name]) == 2000 and all(np.array_equal(a, b) for a, b in zip(seen["alone"], seen[name]))
+    first = seen["alone"][0]
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[0], first[2])
+    assert workers.procs == []
+    with pytest.raises(RuntimeError, match="evaluation worker failed(.|\n)*no-such-task"):
+        EvalWorkers([("no-such-task", 1)] * 2, workers=2)
+
+
 def test_single_agent_loaders_refuse_a_population_checkpoint(tmp_path, pop_data):
     import dipole
 

@@ -34,6 +34,7 @@ class PopulationJob:
     out_dir: str
     train_file: str
     overrides: dict = field(default_factory=dict)
+    eval_workers: int = 1  # processes stepping the evaluation environments (the results are the same for any number)
 
     def label(self) -> str:
         return f"{self.agent} x{len(self.members)} ({os.path.basename(os.path.normpath(self.out_dir))})"

@@ -26,7 +26,15 @@ from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.errors import RunFolderError, UsageError
 from dipole.runfolder import check_resume, claimed, remove_entries
-from dipole.runners.evaluation import evaluate_agent, omega_sweep, row_selection, setting_label, sweep_settings
+from dipole.runners.evaluation import (
+    close_eval_envs,
+    envs_per_member,
+    evaluate_agent,
+    omega_sweep,
+    row_selection,
+    setting_label,
+    sweep_settings,
+)
 from dipole.runners.offline import TrainSettings, fmt_seconds, train
 from dipole.runners.population import (
     Member,
@@ -80,8 +88,10 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         train_file = prepare_data(suite, os.path.join(out_dir, "data"), workers, log)
         if not population:
             return _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides)
-        backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population),
-                    run_population_job, log)
+        # evaluation environments step in `workers` processes (within a Ray task's CPUs)
+        eval_workers = workers if isinstance(backend, LocalBackend) else min(workers, int(backend.cpus_per_run))
+        backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population,
+                              max(1, eval_workers)), run_population_job, log)
         return aggregate(suite, agents, seeds, out_dir)
 
 
@@ -186,16 +196,16 @@ def _unfinished(suite, agents, seeds, out_dir):
 
 
 def plan_jobs(suite: Suite, agents: list[str], seeds: int, out_dir: str, train_file: str, overrides: dict,
-              max_population: int | None = None) -> list[PopulationJob]:
+              max_population: int | None = None, eval_workers: int = 1) -> list[PopulationJob]:
     """The population programs that finish this bench folder: per agent, its unfinished (task, seed) runs in
-    groups of at most `max_population`."""
+    groups of at most `max_population`; each evaluates with `eval_workers` processes stepping environments."""
     _, todo = _unfinished(suite, agents, seeds, out_dir)
     jobs = []
     for agent_name in agents:
         mine = [Member(t, s) for t, a, s in todo if a == agent_name]
         size = max_population or len(mine) or 1
-        jobs += [PopulationJob(suite, agent_name, tuple(mine[i:i + size]), out_dir, train_file, dict(overrides))
-                 for i in range(0, len(mine), size)]
+        jobs += [PopulationJob(suite, agent_name, tuple(mine[i:i + size]), out_dir, train_file, dict(overrides),
+                               eval_workers) for i in range(0, len(mine), size)]
     return jobs
 
 
@@ -251,10 +261,10 @@ def _load_task(suite, train_file):
 def run_population_job(job: PopulationJob, log=print, progress: bool = True) -> None:
     """Train, evaluate and write the results of one job (in this process)."""
     _run_population(job.suite, job.agent, list(job.members), job.out_dir, job.train_file, log, job.overrides,
-                    progress)
+                    progress, job.eval_workers)
 
 
-def _run_population(suite, agent_name, members, out_dir, train_file, log, overrides, progress=True):
+def _run_population(suite, agent_name, members, out_dir, train_file, log, overrides, progress=True, eval_workers=1):
     """Train `members` of one agent as populations (one per distinct config among their tasks), evaluate every
     member in one batched run per (omega, K), and write each member's result.json where a single run writes it."""
     by_config = {}
@@ -277,37 +287,38 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                                    resume=True, log=log, val_data=val)
         export_members(pop, pop_dir, data, lambda m: _run_dir(out_dir, m.task, agent_name, m.seed, "agent.dpl"),
                        val)
-        envs = population_eval_envs(pop, suite.eval_episodes)
-        params = params_digest(pop)
-        t0 = time.time()
-        # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
-        head_key = (config.omega if hasattr(config, "omega") else None, getattr(config, "num_candidates", 1),
-                    pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
-        settings = (sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
-                    if "omega" in config.to_dict() else [])
-        same = [j for j, (w, k, sel) in enumerate(settings)
-                if (float(w), int(k), sel if k > 1 else None) == head_key]
-        # the headline's setting first, so that a bench stopped during a long sweep has its headline saved
-        order = same[:1] + [j for j in range(len(settings)) if j not in same[:1]]
-        rows_of = {}
-        for n, j in enumerate(order):
-            w, k, sel = settings[j]
-            rows = rows_of[j] = saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes,
-                                                 (w, k, sel), log, params)
-            spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
-            log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} (omega {w:g}, "
-                f"{setting_label(k, row_selection(rows[0]))}"
-                f"{', the headline' if j in same[:1] else ''}): mean {metric} "
-                f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} elapsed, "
-                f"ETA {fmt_seconds(spent / (n + 1) * (len(settings) - n - 1))}")
-        sweeps = [[rows_of[j][i] for j in range(len(settings))] for i in range(len(group))]
-        headline = ([per[same[0]] for per in sweeps] if same
-                    else saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log,
-                                          params))
-        log(f"evaluated {len(group)} members x {len(settings) + (not same)} settings x {suite.eval_episodes} "
-            f"episodes in {time.time() - t0:.0f} s")
-        for e in (e for per in envs for e in per):
-            e.close()
+        envs = population_eval_envs(pop, suite.eval_episodes, workers=eval_workers)
+        try:
+            params = params_digest(pop)
+            t0 = time.time()
+            # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
+            head_key = (config.omega if hasattr(config, "omega") else None, getattr(config, "num_candidates", 1),
+                        pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
+            settings = (sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
+                        if "omega" in config.to_dict() else [])
+            same = [j for j, (w, k, sel) in enumerate(settings)
+                    if (float(w), int(k), sel if k > 1 else None) == head_key]
+            # the headline's setting first, so that a bench stopped during a long sweep has its headline saved
+            order = same[:1] + [j for j in range(len(settings)) if j not in same[:1]]
+            rows_of = {}
+            for n, j in enumerate(order):
+                w, k, sel = settings[j]
+                rows = rows_of[j] = saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes,
+                                                     (w, k, sel), log, params)
+                spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
+                log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} (omega {w:g}, "
+                    f"{setting_label(k, row_selection(rows[0]))}"
+                    f"{', the headline' if j in same[:1] else ''}): mean {metric} "
+                    f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} "
+                    f"elapsed, ETA {fmt_seconds(spent / (n + 1) * (len(settings) - n - 1))}")
+            sweeps = [[rows_of[j][i] for j in range(len(settings))] for i in range(len(group))]
+            headline = ([per[same[0]] for per in sweeps] if same
+                        else saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log,
+                                              params))
+            log(f"evaluated {len(group)} members x {len(settings) + (not same)} settings x {suite.eval_episodes} "
+                f"episodes in {time.time() - t0:.0f} s")
+        finally:
+            close_eval_envs(envs)
         for m, head, sweep in zip(group, headline, sweeps):
             atomic_write_json(_run_dir(out_dir, m.task, agent_name, m.seed, "result.json"),
                               {"task": m.task, "agent": agent_name, "seed": m.seed, "steps": suite.steps,
@@ -334,7 +345,7 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
     key = json.loads(json.dumps({
         "dipole": __version__, "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members],
         "params": params or params_digest(pop),
-        "config": config.to_dict(), "episodes": episodes, "envs_per_member": len(envs[0]),
+        "config": config.to_dict(), "episodes": episodes, "envs_per_member": envs_per_member(envs),
         "setting": list(setting) if setting is not None else "config"}))
     name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
     path = os.path.join(pop_dir, "eval", f"{name}.json")

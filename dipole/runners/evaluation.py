@@ -43,41 +43,202 @@ def _split_keys():
     return jax.jit(jax.vmap(jax.random.split))
 
 
-def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]) -> list[dict]:
+class _MemberEnvs:
+    """One member's evaluation environments and the state of numpy's global RNG as this member left it (OGBench's
+    mazes draw reset noise from it): each member draws from it in the order it would evaluated alone."""
+
+    def __init__(self, envs: list, seed: int):
+        self.envs, self.seed = envs, seed
+        np.random.seed(stream_seed(seed, "eval"))
+        self.rng = np.random.get_state()
+
+    def reset(self, first_episode: int) -> np.ndarray:
+        np.random.set_state(self.rng)
+        obs = np.stack([e.reset(seed=stream_seed(self.seed, "eval", first_episode + i))[0]
+                        for i, e in enumerate(self.envs)])
+        self.rng = np.random.get_state()
+        return obs
+
+    def step(self, actions, active):
+        """Step the active environments -> (observations (None where inactive), rewards, ended, success (nan where
+        the env reports none), the `episode_stats` of the episodes that ended, in order)."""
+        np.random.set_state(self.rng)
+        n = len(self.envs)
+        obs, rew, ended, succ, stats = [None] * n, np.zeros(n), np.zeros(n, bool), np.full(n, np.nan), []
+        for i in np.nonzero(active)[0]:
+            o, r, term, trunc, info = self.envs[i].step(actions[i])
+            obs[i], rew[i] = o, r
+            if "success" in info:
+                succ[i] = float(info["success"])
+            if term or trunc:
+                ended[i] = True
+                stats.append(dict(info.get("episode_stats", {})))
+        self.rng = np.random.get_state()
+        return obs, rew, ended, succ, stats
+
+
+class _LocalGroup:
+    """Members whose environments live in this process, stepped one after another."""
+
+    def __init__(self, envs: list[list], seeds: list[int]):
+        if any(len(e) != len(envs[0]) for e in envs):
+            raise ValueError("every member needs the same number of evaluation environments")
+        self.members = [_MemberEnvs(e, s) for e, s in zip(envs, seeds)]
+        self.num_members, self.per_member = len(envs), len(envs[0])
+
+    def reset(self, first_episode: int) -> list:
+        return [m.reset(first_episode) for m in self.members]
+
+    def step(self, actions, active) -> list:
+        return [m.step(a, on) if on.any() else None for m, a, on in zip(self.members, actions, active)]
+
+
+def _env_worker(conn, specs) -> None:
+    """A process holding some members' environments (`specs`: (task, number of envs) each), serving start / reset /
+    step / close requests until closed or its parent goes away."""
+    import traceback
+
+    try:
+        envs = [make_eval_envs(task, n, n) for task, n in specs]
+        members = None
+        conn.send(("ok", None))
+        while True:
+            try:
+                cmd, arg = conn.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                if cmd == "start":
+                    members = [_MemberEnvs(e, s) for e, s in zip(envs, arg)]
+                    out = None
+                elif cmd == "reset":
+                    out = [m.reset(arg) for m in members]
+                elif cmd == "step":
+                    out = [m.step(a, on) if on.any() else None for m, a, on in zip(members, *arg)]
+                else:  # close
+                    for e in (e for per in envs for e in per):
+                        e.close()
+                    conn.send(("ok", None))
+                    return
+                conn.send(("ok", out))
+            except Exception:  # noqa: BLE001 - the parent raises it with the worker's traceback
+                conn.send(("error", traceback.format_exc()))
+    except Exception:  # noqa: BLE001 - the environments could not be made
+        conn.send(("error", traceback.format_exc()))
+
+
+class EvalWorkers:
+    """Members' evaluation environments held by `workers` spawned processes (contiguous blocks of members), stepped
+    in parallel: every step sends each process its members' actions and waits for all. Episodes, keys and numpy
+    RNG draws are those of environments held in this process, so the results are the same for any number of
+    workers. `specs`: (task, environments) per member. Pass it as `envs` to `run_group_episodes` (or
+    `evaluate_population`) as often as needed; `close()` stops the processes."""
+
+    def __init__(self, specs: list[tuple[str, int]], workers: int):
+        import multiprocessing as mp
+
+        if not specs or any(n != specs[0][1] for _, n in specs):
+            raise ValueError("every member needs the same number of evaluation environments")
+        self.num_members, self.per_member = len(specs), specs[0][1]
+        n = max(1, min(int(workers), len(specs)))
+        cuts = [round(i * len(specs) / n) for i in range(n + 1)]
+        self.blocks = list(zip(cuts[:-1], cuts[1:]))
+        ctx = mp.get_context("spawn")  # not fork: the parent runs JAX's threads
+        self.conns, self.procs = [], []
+        for a, b in self.blocks:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_env_worker, args=(child, list(specs[a:b])), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        try:
+            self._gather()  # every worker made its environments (or the first error is raised here)
+        except BaseException:
+            self.close()
+            raise
+
+    def _gather(self) -> list:
+        out = []
+        for conn, proc in zip(self.conns, self.procs):
+            try:
+                status, value = conn.recv()
+            except (EOFError, OSError):
+                raise RuntimeError(f"an evaluation worker (pid {proc.pid}) died (exit code {proc.exitcode}); "
+                                   "run with --workers 1 to step the environments in this process") from None
+            if status == "error":
+                raise RuntimeError(f"an evaluation worker failed:\n{value}")
+            out.append(value)
+        return out
+
+    def _call(self, cmd: str, args: list) -> list:
+        for conn, arg in zip(self.conns, args):
+            conn.send((cmd, arg))
+        return self._gather()
+
+    def start(self, seeds: list[int]) -> "EvalWorkers":
+        if len(seeds) != self.num_members:
+            raise ValueError(f"{len(seeds)} seeds for {self.num_members} members")
+        self._call("start", [list(seeds[a:b]) for a, b in self.blocks])
+        return self
+
+    def reset(self, first_episode: int) -> list:
+        return [x for part in self._call("reset", [first_episode] * len(self.blocks)) for x in part]
+
+    def step(self, actions, active) -> list:
+        args = [(np.asarray(actions[a:b]), np.asarray(active[a:b])) for a, b in self.blocks]
+        return [x for part in self._call("step", args) for x in part]
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("close", None))
+                conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+        self.conns, self.procs = [], []
+
+
+def envs_per_member(envs) -> int:
+    """How many environments each member steps at once: `EvalWorkers` or lists of environments."""
+    return envs.per_member if isinstance(envs, EvalWorkers) else len(envs[0])
+
+
+def close_eval_envs(envs) -> None:
+    if isinstance(envs, EvalWorkers):
+        envs.close()
+    else:
+        for e in (e for per in envs for e in per):
+            e.close()
+
+
+def run_group_episodes(act_fn, envs, episodes: int, seeds: list[int]) -> list[dict]:
     """Episodes of several policies at once (a population's members): member m runs `episodes` episodes in its
-    own environments `envs[m]` (all members the same number E of them) with seed `seeds[m]`, and every step's
-    actions come from one call act_fn(obs (M, E, D), keys (M, 2)) -> (M, E, A).
+    own environments `envs[m]` (all members the same number E of them; or an `EvalWorkers` holding them in other
+    processes) with seed `seeds[m]`, and every step's actions come from one call
+    act_fn(obs (M, E, D), keys (M, 2)) -> (M, E, A).
 
     Member m sees exactly the resets, evaluation keys and episode order it would see evaluated alone
     (`run_episodes` is this function with one member). Returns one result dict per member.
     """
     import jax
 
-    members, num_envs = len(envs), len(envs[0])
-    if any(len(e) != num_envs for e in envs):
-        raise ValueError("every member needs the same number of evaluation environments")
+    group = envs.start(seeds) if isinstance(envs, EvalWorkers) else _LocalGroup(envs, seeds)
+    members, num_envs = group.num_members, group.per_member
     returns = [[] for _ in range(members)]
     successes = [[] for _ in range(members)]
     lengths = [[] for _ in range(members)]
     stats = [{} for _ in range(members)]  # statistics an env reports in info['episode_stats'] at the end
     has_success = [False] * members
-    # numpy's global RNG (OGBench's mazes draw reset noise from it): each member keeps its own state, seeded as a
-    # single evaluation seeds it, and draws from it in the order it would alone
-    rng_states = []
-    for s in seeds:
-        np.random.seed(stream_seed(s, "eval"))
-        rng_states.append(np.random.get_state())
     keys = jax.numpy.stack([stream_key(s, "eval") for s in seeds])
     next_episode = 0
     while next_episode < episodes:
         batch = min(num_envs, episodes - next_episode)
-        obs = []
-        for m in range(members):
-            np.random.set_state(rng_states[m])
-            obs.append(np.stack([envs[m][i].reset(seed=stream_seed(seeds[m], "eval", next_episode + i))[0]
-                                 for i in range(num_envs)]))
-            rng_states[m] = np.random.get_state()
-        obs = np.stack(obs).astype(np.float32)
+        obs = np.stack(group.reset(next_episode)).astype(np.float32)
         active = np.zeros((members, num_envs), bool)
         active[:, :batch] = True
         ep_ret = np.zeros((members, num_envs))
@@ -89,21 +250,22 @@ def run_group_episodes(act_fn, envs: list[list], episodes: int, seeds: list[int]
             # a member's key advances only while it has an episode running, as it would alone
             keys = jax.numpy.where(live[:, None], both[:, 0], keys)
             actions = np.asarray(act_fn(obs, both[:, 1]))
-            for m in np.nonzero(live)[0]:
-                np.random.set_state(rng_states[m])
-                for i in np.nonzero(active[m])[0]:
-                    o, r, term, trunc, info = envs[m][i].step(actions[m, i])
-                    obs[m, i] = o
-                    ep_ret[m, i] += r
-                    ep_len[m, i] += 1
-                    if "success" in info:
-                        has_success[m] = True
-                        ep_succ[m, i] = float(info["success"])
-                    if term or trunc:
-                        active[m, i] = False
-                        for k, v in info.get("episode_stats", {}).items():
-                            stats[m].setdefault(k, []).append(float(v))
-                rng_states[m] = np.random.get_state()
+            for m, stepped in enumerate(group.step(actions, active)):
+                if stepped is None:
+                    continue
+                new_obs, rew, ended, succ, ended_stats = stepped
+                on = active[m]
+                for i in np.nonzero(on)[0]:
+                    obs[m, i] = new_obs[i]
+                ep_ret[m] += np.where(on, rew, 0.0)
+                ep_len[m] += on
+                reported = on & ~np.isnan(succ)
+                has_success[m] = has_success[m] or bool(reported.any())
+                ep_succ[m] = np.where(reported, succ, ep_succ[m])
+                for st in ended_stats:
+                    for k, v in st.items():
+                        stats[m].setdefault(k, []).append(float(v))
+                active[m] &= ~ended
         for m in range(members):
             returns[m] += list(ep_ret[m, :batch])
             successes[m] += list(ep_succ[m, :batch])

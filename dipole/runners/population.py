@@ -34,7 +34,13 @@ from dipole.agents import get_agent
 from dipole.data.dataset import Dataset, DatasetError
 from dipole.errors import UsageError
 from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
-from dipole.runners.evaluation import MAX_EVAL_ENVS, guidance_fields, make_eval_envs, run_group_episodes
+from dipole.runners.evaluation import (
+    MAX_EVAL_ENVS,
+    EvalWorkers,
+    guidance_fields,
+    make_eval_envs,
+    run_group_episodes,
+)
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.runners.offline import (
     TrainSettings,
@@ -417,11 +423,16 @@ def evaluate_population(population: Population, episodes: int, omega=None, num_c
 MAX_POPULATION_EVAL_ENVS = 32  # environments a population's evaluation holds at once, over all its members
 
 
-def population_eval_envs(population: Population, episodes: int, num_envs: int | None = None) -> list[list]:
+def population_eval_envs(population: Population, episodes: int, num_envs: int | None = None,
+                         workers: int = 1) -> list[list] | EvalWorkers:
     """Each member's evaluation environments: as many as a single run of it uses (so its episodes match that run's),
     unless the population would then hold more than MAX_POPULATION_EVAL_ENVS at once (one OGBench manipulation
-    environment holds about 200 MB): then fewer per member, which changes the draw of episodes, not their number."""
+    environment holds about 200 MB): then fewer per member, which changes the draw of episodes, not their number.
+    With `workers` > 1 (and more than one member) they live in that many processes, which step them in parallel
+    (`EvalWorkers`: the same results; close them with `close_eval_envs`)."""
     per_member = num_envs or min(MAX_EVAL_ENVS, max(1, MAX_POPULATION_EVAL_ENVS // len(population.members)))
+    if workers > 1 and len(population.members) > 1:
+        return EvalWorkers([(m.task, min(episodes, per_member)) for m in population.members], workers)
     return [make_eval_envs(m.task, episodes, per_member) for m in population.members]
 
 
