@@ -73,13 +73,23 @@ def test_report_only_marks_unfinished_runs(tmp_path):
     assert not (tmp_path / "data").exists()  # a report makes no data
 
 
-def test_dmc_smoke_suite_scores_by_return(tmp_path):
+def test_dmc_smoke_suite_scores_by_return(tmp_path, monkeypatch):
+    from dipole.bench import runner
     from dipole.bench.runner import SUITES, run_bench
 
     suite = SUITES["smoke-dmc"]
     assert suite.metric == "return" and SUITES["dmc-walker-mini"].tasks == (
         "dmc-walker-stand", "dmc-walker-walk", "dmc-walker-run")
+    real, calls = runner.evaluate_population, []
+
+    def recorded(*args, **kwargs):
+        calls.append((kwargs["omega"], kwargs["num_candidates"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_population", recorded)
     summary = run_bench("smoke-dmc", ["dipole"], 1, out_dir=str(tmp_path), workers=1, log=lambda *_: 0)
+    # the headline (DIPOLE's walker config: K 32, off this suite's K 1 sweep) is evaluated first, then the sweep
+    assert calls == [(None, None), (0.0, 1), (2.0, 1)]
     r = json.load(open(tmp_path / "runs" / "dmc-walker-stand" / "dipole" / "seed0" / "result.json"))
     assert r["headline"]["success"] is None and r["headline"]["length"] == 1000
     assert list(summary["agents"]["dipole"]["tasks"]["dmc-walker-stand"]) == [r["headline"]["return"], 0.0]

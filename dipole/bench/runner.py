@@ -88,11 +88,14 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         train_file = prepare_data(suite, os.path.join(out_dir, "data"), workers, log)
         if not population:
             return _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides)
-        # evaluation environments step in `workers` processes (within a Ray task's CPUs)
-        eval_workers = workers if isinstance(backend, LocalBackend) else min(workers, int(backend.cpus_per_run))
         backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population,
-                              max(1, eval_workers)), run_population_job, log)
+                              eval_workers_of(backend, workers)), run_population_job, log)
         return aggregate(suite, agents, seeds, out_dir)
+
+
+def eval_workers_of(backend, workers: int) -> int:
+    """Processes that step a population's evaluation environments: `workers`, within a Ray task's CPUs."""
+    return max(1, workers if isinstance(backend, LocalBackend) else min(workers, int(backend.cpus_per_run)))
 
 
 def get_suite(name: str) -> Suite:
@@ -298,8 +301,11 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                         if "omega" in config.to_dict() else [])
             same = [j for j, (w, k, sel) in enumerate(settings)
                     if (float(w), int(k), sel if k > 1 else None) == head_key]
-            # the headline's setting first, so that a bench stopped during a long sweep has its headline saved
+            # the headline's setting first, so that a bench stopped during a long sweep has its headline saved (a
+            # headline off the sweep's grid is evaluated on its own, before the sweep)
             order = same[:1] + [j for j in range(len(settings)) if j not in same[:1]]
+            off_grid = (None if same else
+                        saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log, params))
             rows_of = {}
             for n, j in enumerate(order):
                 w, k, sel = settings[j]
@@ -312,9 +318,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                     f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} "
                     f"elapsed, ETA {fmt_seconds(spent / (n + 1) * (len(settings) - n - 1))}")
             sweeps = [[rows_of[j][i] for j in range(len(settings))] for i in range(len(group))]
-            headline = ([per[same[0]] for per in sweeps] if same
-                        else saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log,
-                                              params))
+            headline = [per[same[0]] for per in sweeps] if same else off_grid
             log(f"evaluated {len(group)} members x {len(settings) + (not same)} settings x {suite.eval_episodes} "
                 f"episodes in {time.time() - t0:.0f} s")
         finally:

@@ -23,6 +23,7 @@ from dipole.bench.runner import (
     aggregate,
     check_finished_runs,
     check_overrides,
+    eval_workers_of,
     get_suite,
     plan_jobs,
     prepare_data,
@@ -92,7 +93,8 @@ def run_sweep(suite_name: str, agent: str, grid: dict[str, list], seeds: int, ou
         for point, folder in zip(points, folders):
             _own_bench_folder(folder, suite, {**overrides, **point}, False, log)
             check_finished_runs(suite, [agent], seeds, folder, {**overrides, **point})
-            jobs += plan_jobs(suite, [agent], seeds, folder, train_file, {**overrides, **point}, max_population)
+            jobs += plan_jobs(suite, [agent], seeds, folder, train_file, {**overrides, **point}, max_population,
+                              eval_workers_of(backend, workers))
         log(f"sweep: {len(points)} point(s) x {seeds} seed(s) of {agent} on {suite_name}; {len(jobs)} population "
             f"job(s) to run on the {backend.name} backend")
         backend.run(jobs, run_population_job, log)

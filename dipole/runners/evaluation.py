@@ -93,38 +93,62 @@ class _LocalGroup:
         return [m.step(a, on) if on.any() else None for m, a, on in zip(self.members, actions, active)]
 
 
-def _env_worker(conn, specs) -> None:
-    """A process holding some members' environments (`specs`: (task, number of envs) each), serving start / reset /
-    step / close requests until closed or its parent goes away."""
+class _WorkerTraceback(Exception):
+    """The traceback of an exception raised in an evaluation worker (the cause of the one raised here)."""
+
+    def __str__(self):
+        return "in an evaluation worker process:\n" + self.args[0]
+
+
+def _worker_error(exc: BaseException):
+    """An exception as a worker sends it: itself when it pickles (a UsageError stays one), with its traceback."""
+    import pickle
     import traceback
 
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - an exception that does not pickle is sent as its text
+        exc = RuntimeError(str(exc))
+    return exc, text
+
+
+def _env_worker(conn, specs) -> None:
+    """A process holding some members' environments (`specs`: (task, number of envs) each), serving start / reset /
+    step / close requests until closed or its parent goes away. Ctrl-C is the parent's to handle."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         envs = [make_eval_envs(task, n, n) for task, n in specs]
-        members = None
+    except Exception as exc:  # noqa: BLE001 - the parent raises it
+        conn.send(("error", _worker_error(exc)))
+        return
+    conn.send(("ok", None))
+    members = None
+    while True:
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, OSError):  # the parent went away
+            break
+        if cmd == "close":
+            break
+        try:
+            if cmd == "start":
+                members, out = [_MemberEnvs(e, s) for e, s in zip(envs, arg)], None
+            elif cmd == "reset":
+                out = [m.reset(arg) for m in members]
+            else:  # step
+                out = [m.step(a, on) if on.any() else None for m, a, on in zip(members, *arg)]
+            conn.send(("ok", out))
+        except Exception as exc:  # noqa: BLE001 - the parent raises it
+            conn.send(("error", _worker_error(exc)))
+    for e in (e for per in envs for e in per):
+        e.close()
+    try:
         conn.send(("ok", None))
-        while True:
-            try:
-                cmd, arg = conn.recv()
-            except (EOFError, OSError):
-                return
-            try:
-                if cmd == "start":
-                    members = [_MemberEnvs(e, s) for e, s in zip(envs, arg)]
-                    out = None
-                elif cmd == "reset":
-                    out = [m.reset(arg) for m in members]
-                elif cmd == "step":
-                    out = [m.step(a, on) if on.any() else None for m, a, on in zip(members, *arg)]
-                else:  # close
-                    for e in (e for per in envs for e in per):
-                        e.close()
-                    conn.send(("ok", None))
-                    return
-                conn.send(("ok", out))
-            except Exception:  # noqa: BLE001 - the parent raises it with the worker's traceback
-                conn.send(("error", traceback.format_exc()))
-    except Exception:  # noqa: BLE001 - the environments could not be made
-        conn.send(("error", traceback.format_exc()))
+    except (EOFError, OSError):
+        pass
 
 
 class EvalWorkers:
@@ -132,7 +156,10 @@ class EvalWorkers:
     in parallel: every step sends each process its members' actions and waits for all. Episodes, keys and numpy
     RNG draws are those of environments held in this process, so the results are the same for any number of
     workers. `specs`: (task, environments) per member. Pass it as `envs` to `run_group_episodes` (or
-    `evaluate_population`) as often as needed; `close()` stops the processes."""
+    `evaluate_population`) as often as needed; `close()` stops the processes. An error in a worker is raised here
+    (its own exception, caused by the worker's traceback), after which the workers are closed.
+
+    Worker processes are spawned: a script that makes them at import time needs `if __name__ == "__main__":`."""
 
     def __init__(self, specs: list[tuple[str, int]], workers: int):
         import multiprocessing as mp
@@ -145,33 +172,45 @@ class EvalWorkers:
         self.blocks = list(zip(cuts[:-1], cuts[1:]))
         ctx = mp.get_context("spawn")  # not fork: the parent runs JAX's threads
         self.conns, self.procs = [], []
-        for a, b in self.blocks:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_env_worker, args=(child, list(specs[a:b])), daemon=True)
-            proc.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(proc)
         try:
+            for a, b in self.blocks:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_env_worker, args=(child, list(specs[a:b])), daemon=True)
+                proc.start()
+                child.close()
+                self.conns.append(parent)
+                self.procs.append(proc)
             self._gather()  # every worker made its environments (or the first error is raised here)
         except BaseException:
             self.close()
             raise
 
     def _gather(self) -> list:
-        out = []
+        """Every worker's reply, in order; the first error (or a dead worker) is raised after all were read, and
+        then the workers are closed."""
+        if not self.conns:
+            raise RuntimeError("these evaluation workers are closed")
+        out, error = [], None
         for conn, proc in zip(self.conns, self.procs):
             try:
                 status, value = conn.recv()
             except (EOFError, OSError):
-                raise RuntimeError(f"an evaluation worker (pid {proc.pid}) died (exit code {proc.exitcode}); "
-                                   "run with --workers 1 to step the environments in this process") from None
-            if status == "error":
-                raise RuntimeError(f"an evaluation worker failed:\n{value}")
-            out.append(value)
+                proc.join(1)
+                status, value = "error", (RuntimeError(
+                    f"an evaluation worker (pid {proc.pid}) died (exit code {proc.exitcode}); run with --workers 1 "
+                    "to step the environments in this process"), None)
+            if status == "error" and error is None:
+                error = value
+            out.append(value if status == "ok" else None)
+        if error is not None:
+            self.close()
+            exc, text = error
+            raise exc from (_WorkerTraceback(text) if text else None)
         return out
 
     def _call(self, cmd: str, args: list) -> list:
+        if not self.conns:
+            raise RuntimeError("these evaluation workers are closed")
         for conn, arg in zip(self.conns, args):
             conn.send((cmd, arg))
         return self._gather()
@@ -190,17 +229,24 @@ class EvalWorkers:
         return [x for part in self._call("step", args) for x in part]
 
     def close(self) -> None:
-        for conn in self.conns:
+        """Stop the workers (each closes its environments); one that does not answer within 10 s is terminated."""
+        conns, procs, self.conns, self.procs = self.conns, self.procs, [], []
+        for conn in conns:
             try:
                 conn.send(("close", None))
-                conn.recv()
-            except (EOFError, OSError, BrokenPipeError):
+            except (EOFError, OSError):
                 pass
-        for proc in self.procs:
-            proc.join(timeout=10)
+        for conn, proc in zip(conns, procs):
+            try:
+                if conn.poll(10):
+                    conn.recv()
+            except (EOFError, OSError):
+                pass
+            proc.join(timeout=5)
             if proc.is_alive():
                 proc.terminate()
-        self.conns, self.procs = [], []
+                proc.join(timeout=5)
+            conn.close()
 
 
 def envs_per_member(envs) -> int:
