@@ -2,7 +2,7 @@
 prints one JSON line per setting with each member's success and the category average per seed (mean ± std).
 
     python benchmarks/population_eval.py runs/bench/ogbench-mini-pop/populations/dipole-10-XXXX \
-        --omega 0 0.5 1 2 4 --k 32 --selection tilt --episodes 10 --num-envs 10
+        --omega 0 0.5 1 2 4 --k 32 --selection tilt --episodes 10 --num-envs 10 [--workers 16]
 """
 
 import argparse
@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from dipole.runners.evaluation import close_eval_envs
 from dipole.runners.population import evaluate_population, load_population, population_eval_envs
 from dipole.storage import resolve_checkpoint
 
@@ -24,9 +25,11 @@ def main():
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--num-envs", type=int, default=None,
                     help="environments per member (default: as the bench runner chooses)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes stepping the environments (the results are the same for any number)")
     args = ap.parse_args()
     pop, header = load_population(resolve_checkpoint(args.population))
-    envs = population_eval_envs(pop, args.episodes, args.num_envs)
+    envs = population_eval_envs(pop, args.episodes, args.num_envs, workers=args.workers)
     # agents without a greediness knob (IFQL: K only) are evaluated once per K
     omegas = args.omega if hasattr(pop.agents.config, "omega") else [None]
     for k in args.k:
@@ -44,6 +47,7 @@ def main():
                                   "members": [{"task": m.task, "seed": m.seed, "success": r["success"]}
                                               for m, r in zip(pop.members, rows)],
                                   "seconds": round(time.time() - t0, 1)}), flush=True)
+    close_eval_envs(envs)
 
 
 if __name__ == "__main__":
