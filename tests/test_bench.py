@@ -131,6 +131,8 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     again = runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
     assert calls[2:] == [("again", 0.0, 2, "argmax")]  # only the setting the kill interrupted
     assert sum("was evaluated by an earlier call" in s for s in said) == 2
+    # no ETA from settings read back in no time
+    assert [s.split("ETA ")[-1] for s in said if "evaluated setting" in s] == ["unknown", "unknown", "0 s"]
     task = SUITES["smoke"].tasks[0]
     a, b = (json.load(open(tmp_path / d / "runs" / task / "dipole" / "seed0" / "result.json"))
             for d in ("full", "killed"))

@@ -306,17 +306,18 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
             order = same[:1] + [j for j in range(len(settings)) if j not in same[:1]]
             off_grid = (None if same else
                         saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes, None, log, params))
-            rows_of = {}
+            rows_of, fresh = {}, []  # fresh: the settings this call evaluated (not read back), for the ETA
             for n, j in enumerate(order):
                 w, k, sel = settings[j]
                 rows = rows_of[j] = saved_evaluation(pop, pop_dir, agent_name, config, envs, suite.eval_episodes,
-                                                     (w, k, sel), log, params)
+                                                     (w, k, sel), log, params, fresh)
                 spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
+                eta = fmt_seconds(spent / len(fresh) * (len(settings) - n - 1)) if fresh else "unknown"
                 log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} (omega {w:g}, "
                     f"{setting_label(k, row_selection(rows[0]))}"
                     f"{', the headline' if j in same[:1] else ''}): mean {metric} "
                     f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} "
-                    f"elapsed, ETA {fmt_seconds(spent / (n + 1) * (len(settings) - n - 1))}")
+                    f"elapsed, ETA {eta if n + 1 < len(settings) else fmt_seconds(0)}")
             sweeps = [[rows_of[j][i] for j in range(len(settings))] for i in range(len(group))]
             headline = [per[same[0]] for per in sweeps] if same else off_grid
             log(f"evaluated {len(group)} members x {len(settings) + (not same)} settings x {suite.eval_episodes} "
@@ -339,13 +340,14 @@ def params_digest(pop) -> str:
 
 
 def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, log=print,
-                     params: str | None = None) -> list[dict]:
+                     params: str | None = None, evaluated: list | None = None) -> list[dict]:
     """One evaluation setting (omega, K, selection), or None for the config's own, of a trained population: its rows
     as an earlier call saved them in pop_dir/eval/ (a bench killed during a long sweep loses no finished setting),
     else evaluated and saved there atomically. The saved rows are used only for the same library version, members,
     parameters (hashed), config, episodes, environments per member and setting; evaluation is deterministic given
     these. Delete pop_dir/eval/ to evaluate afresh (after changing an environment package, say). `params`:
-    `params_digest(pop)` when the caller has it (computed here otherwise)."""
+    `params_digest(pop)` when the caller has it (computed here otherwise); `evaluated`, a list the setting is
+    appended to when it was evaluated here rather than read back."""
     key = json.loads(json.dumps({
         "dipole": __version__, "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members],
         "params": params or params_digest(pop),
@@ -366,6 +368,8 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
             pass  # unreadable: evaluated again and overwritten
     rows = evaluate_population(pop, episodes, omega=w, num_candidates=k, envs=envs, selection=sel)
     atomic_write_json(path, {"key": key, "rows": rows})
+    if evaluated is not None:
+        evaluated.append(setting)
     return rows
 
 
