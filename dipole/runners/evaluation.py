@@ -125,7 +125,7 @@ def _env_worker(conn, specs) -> None:
         conn.send(("error", _worker_error(exc)))
         return
     conn.send(("ok", None))
-    members = None
+    group = None
     while True:
         try:
             cmd, arg = conn.recv()
@@ -135,16 +135,15 @@ def _env_worker(conn, specs) -> None:
             break
         try:
             if cmd == "start":
-                members, out = [_MemberEnvs(e, s) for e, s in zip(envs, arg)], None
+                group, out = _LocalGroup(envs, arg), None
             elif cmd == "reset":
-                out = [m.reset(arg) for m in members]
+                out = group.reset(arg)
             else:  # step
-                out = [m.step(a, on) if on.any() else None for m, a, on in zip(members, *arg)]
+                out = group.step(*arg)
             conn.send(("ok", out))
         except Exception as exc:  # noqa: BLE001 - the parent raises it
             conn.send(("error", _worker_error(exc)))
-    for e in (e for per in envs for e in per):
-        e.close()
+    close_eval_envs(envs)
     try:
         conn.send(("ok", None))
     except (EOFError, OSError):
