@@ -150,5 +150,13 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     del calls[:]
     runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
     assert calls == [("again", 0.0, 1, None)]
+    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
+    assert calls == [("again", 0.0, 1, None)]  # the same evaluation again: read back
+    # ... and so is one made with another version of an environment package
+    installed = runner.env_package_versions()
+    assert installed["ogbench"] is not None
+    monkeypatch.setattr(runner, "env_package_versions", lambda: {**installed, "ogbench": "0.0.1"})
+    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
+    assert calls == [("again", 0.0, 1, None)] * 2
     for e in (e for per in envs for e in per):
         e.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import os
 import time
@@ -339,20 +340,35 @@ def params_digest(pop) -> str:
     return digest.hexdigest()
 
 
+ENV_PACKAGES = ("ogbench", "mujoco", "gymnasium", "dm_control", "highway-env")
+
+
+def env_package_versions() -> dict:
+    """The installed version of each package the evaluation environments come from (None where not installed): a
+    saved evaluation made with other versions is evaluated afresh."""
+    versions = {}
+    for name in ENV_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, log=print,
                      params: str | None = None, evaluated: list | None = None) -> list[dict]:
     """One evaluation setting (omega, K, selection), or None for the config's own, of a trained population: its rows
     as an earlier call saved them in pop_dir/eval/ (a bench killed during a long sweep loses no finished setting),
     else evaluated and saved there atomically. The saved rows are used only for the same library version, members,
-    parameters (hashed), config, episodes, environments per member and setting; evaluation is deterministic given
-    these. Delete pop_dir/eval/ to evaluate afresh (after changing an environment package, say). `params`:
+    parameters (hashed), config, episodes, environments per member, setting and environment package versions
+    (`ENV_PACKAGES`); evaluation is deterministic given these. Delete pop_dir/eval/ to evaluate afresh. `params`:
     `params_digest(pop)` when the caller has it (computed here otherwise); `evaluated`, a list the setting is
     appended to when it was evaluated here rather than read back."""
     key = json.loads(json.dumps({
         "dipole": __version__, "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members],
         "params": params or params_digest(pop),
         "config": config.to_dict(), "episodes": episodes, "envs_per_member": envs_per_member(envs),
-        "setting": list(setting) if setting is not None else "config"}))
+        "setting": list(setting) if setting is not None else "config", "packages": env_package_versions()}))
     name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
     path = os.path.join(pop_dir, "eval", f"{name}.json")
     w, k, sel = setting if setting is not None else (None, None, None)
