@@ -340,14 +340,14 @@ def params_digest(pop) -> str:
     return digest.hexdigest()
 
 
-ENV_PACKAGES = ("ogbench", "mujoco", "gymnasium", "dm_control", "highway-env")
+EVAL_PACKAGES = ("ogbench", "mujoco", "gymnasium", "dm_control", "highway-env", "jax", "jaxlib", "numpy")
 
 
-def env_package_versions() -> dict:
-    """The installed version of each package the evaluation environments come from (None where not installed): a
-    saved evaluation made with other versions is evaluated afresh."""
+def eval_package_versions() -> dict:
+    """The installed version of each package an evaluation's numbers depend on, the environments' and the arrays'
+    (None where not installed): a saved evaluation made with other versions is evaluated afresh."""
     versions = {}
-    for name in ENV_PACKAGES:
+    for name in EVAL_PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -360,15 +360,16 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
     """One evaluation setting (omega, K, selection), or None for the config's own, of a trained population: its rows
     as an earlier call saved them in pop_dir/eval/ (a bench killed during a long sweep loses no finished setting),
     else evaluated and saved there atomically. The saved rows are used only for the same library version, members,
-    parameters (hashed), config, episodes, environments per member, setting and environment package versions
-    (`ENV_PACKAGES`); evaluation is deterministic given these. Delete pop_dir/eval/ to evaluate afresh. `params`:
+    parameters (hashed), config, episodes, environments per member, setting and package versions
+    (`EVAL_PACKAGES`); on one machine, evaluation is deterministic given these. Delete pop_dir/eval/ to evaluate
+    afresh. `params`:
     `params_digest(pop)` when the caller has it (computed here otherwise); `evaluated`, a list the setting is
     appended to when it was evaluated here rather than read back."""
     key = json.loads(json.dumps({
         "dipole": __version__, "agent": agent_name, "members": [[m.task, m.seed] for m in pop.members],
         "params": params or params_digest(pop),
         "config": config.to_dict(), "episodes": episodes, "envs_per_member": envs_per_member(envs),
-        "setting": list(setting) if setting is not None else "config", "packages": env_package_versions()}))
+        "setting": list(setting) if setting is not None else "config", "packages": eval_package_versions()}))
     name = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
     path = os.path.join(pop_dir, "eval", f"{name}.json")
     w, k, sel = setting if setting is not None else (None, None, None)
