@@ -57,15 +57,17 @@ SUITES = {
         for cat in ("cube-single-play", "cube-double-play", "scene-play", "puzzle-3x3-play")
     },
     # Manipulation on 2 CPU cores (OGBench's own play protocol, 200 episodes instead of 1000): 5 tasks x 4 seeds as one
-    # population per agent in about 30 minutes. cube-single is a development suite, cube-double and scene are test
-    # suites (see docs/protocol.md).
+    # population per agent in about 30 minutes. cube-single is a development suite, cube-double, scene and puzzle-3x3
+    # are test suites (see docs/protocol.md).
     **{
         f"{cat}-mini": Suite(f"{cat}-mini", f"{cat}-play-v0", _tasks(f"{cat}-play-v0"), episodes=200, steps=steps,
                              preset="small", eval_episodes=10, overrides={"lr": 1e-3}, sweep_omegas=omegas, role=role)
         # test suites sweep omega {0, 1} only: their episodes are 2.5-4x longer than cube-single's
         for cat, steps, role, omegas in (("cube-single", 15_000, "development", (0.0, 1.0, 2.0)),
                                          ("cube-double", 15_000, "test", (0.0, 1.0)),
-                                         ("scene", 15_000, "test", (0.0, 1.0)))
+                                         ("scene", 15_000, "test", (0.0, 1.0)),
+                                         # the test suite of the protocol's second round (docs/protocol.md)
+                                         ("puzzle-3x3", 15_000, "test", (0.0, 1.0)))
     },
     # For tests and smoke runs: one task, a handful of updates.
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
