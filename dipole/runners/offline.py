@@ -232,7 +232,7 @@ def _train(run_dir, env_name, dataset, agent_name, agent_cls, config, settings, 
             val = validation_metrics(agent, val_data, jax.random.fold_in(val_key, step), config.batch_size)
             row.update({f"val/{k}": float(v) for k, v in jax.device_get(val).items()})
         logger.log("metrics", row)
-        bar.set_postfix(q=f"{info.get('q_loss', float('nan')):.3g}", refresh=False)
+        bar.set_postfix(q_loss=f"{info.get('q_loss', float('nan')):.3g}", refresh=False)
         periodic = settings.eval_every and step % settings.eval_every == 0
         if settings.eval_episodes and (periodic or step == settings.steps):
             eval_envs = eval_envs or make_eval_envs(env_name, settings.eval_episodes)

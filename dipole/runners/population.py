@@ -595,7 +595,7 @@ def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resu
             if val is not None:
                 row.update({f"val/{k}": float(v[i]) for k, v in val.items()})
             logger.log("metrics", row, tag=f"{m.task}/seed{m.seed}")
-        bar.set_postfix(q=f"{np.mean(info.get('q_loss', np.nan)):.3g}", refresh=False)
+        bar.set_postfix(q_loss=f"{np.mean(info.get('q_loss', np.nan)):.3g}", refresh=False)
         if evaluate:
             eval_envs = eval_envs or population_eval_envs(population, settings.eval_episodes)
             rows = evaluate_population(population, settings.eval_episodes, envs=eval_envs)
