@@ -10,17 +10,20 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "2")
 # One JAX compilation cache for the whole run, made here in the first process (pytest's, before its xdist workers
 # start) and inherited by the workers, by the `dipole` commands tests start and by Ray's workers: many tests compile
-# the same small programs, and a cached executable is the same compiled code, so no number changes.
+# the same small programs, and a cached executable is the same compiled code, so no number changes. A cache the
+# caller set is used as it is and never removed.
+_OWN_JAX_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dipole-tests-jax-cache-")
-    os.environ["DIPOLE_TESTS_OWN_JAX_CACHE"] = "1"  # this run made it, so this run removes it
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    _OWN_JAX_CACHE = tempfile.mkdtemp(prefix="dipole-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_JAX_CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # tests' programs compile in well under 1 s
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
 def pytest_sessionfinish(session):
-    if not hasattr(session.config, "workerinput") and os.environ.get("DIPOLE_TESTS_OWN_JAX_CACHE"):
-        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    if _OWN_JAX_CACHE:  # only the process that made it
+        shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
+
 
 TINY = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=64, flow_steps=4)
 
