@@ -40,6 +40,12 @@ TASK_RULES = [
     # 30.3 / 25.8: pointmaze-mini 58.0 and cube-single-mini 26.5 at K 4; 48.0 and 12.5 at its published K 32); frozen
     # before IFQL ran on any test suite.
     *((category, {"ifql.num_candidates": 4}) for category in OGBENCH_CATEGORIES),
+    # Round 2 (docs/protocol.md, rule 6): each agent's training config, its default or the one variant named in
+    # advance, whichever has the higher mean of the two development suites' category averages; frozen before the
+    # round's test suite (puzzle-3x3-mini) ran. DIPOLE: one network for pi+ and pi- (41.0 against 35.5 with two
+    # networks, at the sampling frozen above); IQL: alpha 3 (32.3 against 28.5). IFQL and CFGRL keep expectile 0.9
+    # (expectile 0.7: 20.0 against 42.3 and 17.3 against 39.0). `--config.shared-actor False` is the paper's form.
+    *((category, {"dipole.shared_actor": True, "iql.alpha": 3.0}) for category in OGBENCH_CATEGORIES),
     ("cube-*", {"fql.alpha": 300.0}),
     ("scene-*", {"fql.alpha": 300.0}),
     ("puzzle-*", {"fql.alpha": 1000.0}),
