@@ -350,6 +350,21 @@ def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit
     assert (c.omega, c.num_candidates, build_config("ifql", TASK, "small", {"num_candidates": 32}).num_candidates) == (
         2.0, 32, 32)
 
+
+def test_round_2_training_choices_apply_to_the_four_ogbench_categories_only_and_explicit_overrides_win():
+    # docs/protocol.md, round 2 freeze: DIPOLE one network, IQL alpha 3; IFQL, CFGRL keep expectile 0.9
+    for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-single-play-singletask-task1-v0",
+                 "scene-play-singletask-task3-v0", "puzzle-3x3-play-singletask-task4-v0"):
+        assert build_config("dipole", task, "small").shared_actor is True
+        assert build_config("iql", task, "small").alpha == 3.0
+        assert build_config("ifql", task).expectile == build_config("cfgrl", task).expectile == 0.9
+    for task in ("highway-fast-v0", "antmaze-large-navigate-singletask-task1-v0", "dmc-walker-walk"):
+        assert build_config("dipole", task).shared_actor is False
+        assert build_config("iql", task).alpha == (1.0 if task.startswith("highway") else 10.0)
+    assert build_config("dipole", TASK, "small", {"shared_actor": False}).shared_actor is False
+    assert build_config("iql", TASK, "small", {"alpha": 10.0}).alpha == 10.0
+    assert build_config("fql", "cube-single-play-singletask-task1-v0").alpha == 300.0  # FQL's choice: its own commit
+
 # ------------------------------------------------------------------------------------------------ acting, streams
 def test_iql_acts_with_its_mean_at_temperature_0_and_samples_at_1():
     agent = make("iql", np.zeros(3), np.zeros(2), preset="tiny")
