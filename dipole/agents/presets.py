@@ -44,7 +44,7 @@ TASK_RULES = [
     # advance, whichever has the higher mean of the two development suites' category averages; frozen before the
     # round's test suite (puzzle-3x3-mini) ran. DIPOLE: one network for pi+ and pi- (41.0 against 35.5 with two
     # networks, at the sampling frozen above); IQL: alpha 3 (32.3 against 28.5). IFQL and CFGRL keep expectile 0.9
-    # (expectile 0.7: 20.0 against 42.3 and 17.3 against 39.0); FQL keeps its paper's alpha below (alpha x3: 2.0
+    # (expectile 0.7: 20.0 against 42.3 and 17.3 against 39.0); FQL keeps its default alpha (below; alpha x3: 2.0
     # against 8.5; its own later commit, protocol.md "Round 2 freeze"). `--config.shared-actor False` is the paper's
     # form.
     *((category, {"dipole.shared_actor": True, "iql.alpha": 3.0}) for category in OGBENCH_CATEGORIES),
