@@ -11,7 +11,11 @@ bench` compile) update on the same synthetic data, shaped like OGBench's cube-do
                                trains all members than training them one after another
 JAX gets one CPU device per core, as the CLI gives it; the population is split over the devices.
 
-    python benchmarks/population.py [--sizes small,paper] [--agents dipole] [--tasks 5] [--seeds 2] [--seconds 10]
+    python benchmarks/population.py [--sizes small,paper] [--agents dipole,dipole[critic=iql]] [--tasks 5]
+                                    [--seeds 2] [--seconds 10] [--skip-single]
+
+An agent may carry config fields, AGENT[FIELD=VALUE,...]: `dipole[critic=iql]` is DIPOLE's IQL-critic form with that
+form's defaults, the size preset applied after them.
 """
 
 from __future__ import annotations
@@ -31,8 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dipole.agents import get_agent  # noqa: E402
-from dipole.agents.presets import SIZE_PRESETS  # noqa: E402
+from dipole.agents import agent_spec, build_config, get_agent  # noqa: E402
 from dipole.runners.offline import train_chunk  # noqa: E402
 from dipole.runners.population import (  # noqa: E402
     _pad,
@@ -50,9 +53,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import matmul_peak  # noqa: E402
 
 
-def rate(fn, state, updates_per_call: int, seconds: float) -> tuple[float, object]:
-    """Calls of fn(state) -> state until `seconds` pass (at least 2) -> (calls x updates_per_call / s, state)."""
+def rate(fn, state, updates_per_call: int, seconds: float, start_at: float | None = None) -> tuple[float, object]:
+    """Calls of fn(state) -> state until `seconds` pass (at least 2) -> (calls x updates_per_call / s, state).
+    `start_at` (a time.time()): wait for it after the warm-up, so that processes started together time together."""
     state = jax.block_until_ready(fn(state))  # warm up
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
     n, start = 0, time.perf_counter()
     while n < 2 or time.perf_counter() - start < seconds:
         state = fn(state)
@@ -61,9 +67,11 @@ def rate(fn, state, updates_per_call: int, seconds: float) -> tuple[float, objec
     return n * updates_per_call / (time.perf_counter() - start), state
 
 
-def measure(agent_name: str, size: str, tasks: int, seeds: int, rows: int, chunk: int, seconds: float) -> dict:
-    agent_cls, config_cls = get_agent(agent_name)
-    config = config_cls().replace(**SIZE_PRESETS[size])
+def measure(spec: str, size: str, tasks: int, seeds: int, rows: int, chunk: int, seconds: float,
+            single_run: bool = True, start_at: float | None = None) -> dict:
+    agent_name, overrides = agent_spec(spec)
+    agent_cls, _ = get_agent(agent_name)
+    config = build_config(agent_name, None, size, overrides)
     r = np.random.default_rng(0)
     obs_dim, act_dim = 40, 5
     data = {"observations": r.normal(size=(rows, obs_dim)).astype(np.float32),
@@ -75,13 +83,15 @@ def measure(agent_name: str, size: str, tasks: int, seeds: int, rows: int, chunk
     # one run alone, on the first device, as `dipole train` runs it
     single = {**{k: data[k] for k in ("observations", "actions", "next_observations")},
               "rewards": data["rewards"][:, 0], "masks": data["masks"][:, 0]}
-    single = jax.device_put(single)
-    agent = agent_cls.create(0, data["observations"][:1], data["actions"][:1], config)
-    key = stream_key(0, "data")
-    t0 = time.perf_counter()
-    step = train_chunk.lower(agent, single, key, chunk, config.batch_size).compile()
-    single_compile = time.perf_counter() - t0
-    single_rate, _ = rate(lambda a: step(a, single, key)[0], agent, chunk, seconds)
+    single_rate = single_compile = None
+    if single_run:
+        single = jax.device_put(single)
+        agent = agent_cls.create(0, data["observations"][:1], data["actions"][:1], config)
+        key = stream_key(0, "data")
+        t0 = time.perf_counter()
+        step = train_chunk.lower(agent, single, key, chunk, config.batch_size).compile()
+        single_compile = time.perf_counter() - t0
+        single_rate, _ = rate(lambda a: step(a, single, key)[0], agent, chunk, seconds)
 
     # the population: tasks x seeds members split over the devices, as `dipole train --seeds` / `dipole bench`
     members = members_of([f"task{i}" for i in range(tasks)], range(seeds))
@@ -96,39 +106,63 @@ def measure(agent_name: str, size: str, tasks: int, seeds: int, rows: int, chunk
     t0 = time.perf_counter()
     pstep = population_chunk.lower(agents, dev_data, keys, task_idx, chunk, config.batch_size).compile()
     pop_compile = time.perf_counter() - t0
-    pop_rate, _ = rate(lambda a: pstep(a, dev_data, keys, task_idx)[0], agents, chunk, seconds)
+    late = start_at is not None and time.time() > start_at
+    pop_rate, _ = rate(lambda a: pstep(a, dev_data, keys, task_idx)[0], agents, chunk, seconds, start_at)
     pop_rate *= len(members)  # member-updates (padding members are not counted)
     return {
-        "agent": agent_name, "size": size, "actor_hidden_dims": list(config.actor_hidden_dims),
+        "agent": spec, "config": {k: v for k, v in config.to_dict().items() if k in ("critic", "discount", "beta")
+                                  or k in overrides}, "size": size, "actor_hidden_dims": list(config.actor_hidden_dims),
         "batch_size": config.batch_size, "dataset_rows": rows, "updates_per_call": chunk,
-        "single_updates_per_s": round(single_rate, 1),
+        "single_updates_per_s": single_rate and round(single_rate, 1),
         "population_size": len(members), "population_tasks": tasks, "population_seeds": seeds,
         "population_padded_to": padded, "population_devices": 1 if mesh is None else mesh.size,
         "population_updates_per_s": round(pop_rate, 1),
-        "speedup": round(pop_rate / single_rate, 2),
-        "compile_s": {"single": round(single_compile, 1), "population": round(pop_compile, 1)},
+        "speedup": single_rate and round(pop_rate / single_rate, 2),
+        "compile_s": {"single": single_compile and round(single_compile, 1), "population": round(pop_compile, 1)},
         "population_memory_estimate_gib": round(memory["total_bytes"] / 2**30, 3),
+        **({"timed_from": start_at, "started_late": late} if start_at is not None else {}),
     }
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="small,paper")
-    p.add_argument("--agents", default="dipole")
+    p.add_argument("--agents", default="dipole", help="comma-separated; AGENT[FIELD=VALUE] sets config fields")
     p.add_argument("--tasks", type=int, default=5, help="tasks (reward columns) in the population")
     p.add_argument("--seeds", type=int, default=2, help="seeds per task")
     p.add_argument("--rows", type=int, default=100_000, help="transitions in the synthetic dataset")
     p.add_argument("--chunk", type=int, default=100, help="updates per compiled call (as --log-every)")
     p.add_argument("--seconds", type=float, default=10.0, help="time spent per measurement")
+    p.add_argument("--skip-single", action="store_true", help="time the population only (no single run)")
+    p.add_argument("--start-at", type=float, default=None,
+                   help="unix time at which the population's timing starts (after compiling): processes started "
+                        "together with the same value share the machine over the same window")
     args = p.parse_args()
+    specs = split_agents(args.agents)
+    for spec in specs:
+        agent_spec(spec)  # refuse a typo before any measurement
     devices = jax.devices()
     head = {"device": str(devices[0]), "device_kind": devices[0].device_kind, "devices": len(devices),
             "backend": jax.default_backend(), "jax": jax.__version__, "machine": platform.machine(),
             "cpu_cores": os.cpu_count(), "matmul_1024_gflop_per_s": round(matmul_peak(2.0), 1)}
     for size in args.sizes.split(","):
-        for agent in args.agents.split(","):
-            print(json.dumps({**head, **measure(agent, size, args.tasks, args.seeds, args.rows, args.chunk,
-                                                args.seconds)}), flush=True)
+        for spec in specs:
+            print(json.dumps({**head, **measure(spec, size, args.tasks, args.seeds, args.rows, args.chunk,
+                                                args.seconds, not args.skip_single, args.start_at)}), flush=True)
+
+
+def split_agents(text: str) -> list[str]:
+    """'dipole,dipole[critic=iql,beta=3],fql' -> its agent specs (commas inside brackets stay)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [x.strip() for x in out + [cur] if x.strip()]
 
 
 if __name__ == "__main__":

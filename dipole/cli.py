@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Optional
 import tyro
 
 from dipole.agents import AGENTS, SIZE_PRESETS, build_config, get_agent
+from dipole.agents.dipole import CRITICS
 from dipole.errors import DipoleError, UsageError
 from dipole.runners.logging import LogSettings
 from dipole.runners.offline import TrainSettings
@@ -192,7 +193,9 @@ def make_commands(argv: list[str]) -> dict[str, type]:
     preset = _peek(argv, "--preset") or "paper"
     preset = preset if preset in SIZE_PRESETS else "paper"
     env = _peek(argv, "--env")
-    train_defaults = build_config(agent, env, preset)
+    critic_form = _peek(argv, "--config.critic")  # DIPOLE's critic form selects its defaults and task rules
+    form = {"critic": critic_form} if agent == "dipole" and critic_form in CRITICS else {}
+    train_defaults = build_config(agent, env, preset, form)
     ckpt_config = _checkpoint_config_class(_peek(argv, "--checkpoint"))
     bench_agents = [a for a in (_peek(argv, "--agents") or "dipole").split(",") if a in AGENTS] or ["dipole"]
 

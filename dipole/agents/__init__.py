@@ -46,27 +46,60 @@ def make_config(name: str, overrides: dict | None = None):
 
 
 def build_config(agent: str, env_name: str | None, preset: str = "paper", overrides: dict | None = None):
-    """Agent defaults <- size preset <- task rules for `env_name` (None: none) <- explicit overrides."""
+    """Agent defaults <- its form's defaults (DIPOLE's critic='iql') <- size preset <- task rules for `env_name`
+    (None: none) <- explicit overrides. A rule keyed 'AGENT[FIELD=VALUE].KEY' applies only where the overrides (or
+    the defaults) give FIELD that value."""
     if preset not in SIZE_PRESETS:
         raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(SIZE_PRESETS)}")
     _, config_cls = get_agent(agent)
-    config = config_cls()
-    fields = set(config.to_dict())
+    overrides = overrides or {}
+    chosen = config_cls().replace(**overrides)  # what the user chose: it selects the form and conditional rules
+    fields = set(chosen.to_dict())
     rules = {}
     for key, value in (task_overrides(env_name) if env_name else {}).items():
-        owner, _, name = key.rpartition(".")
-        check_rule_key(key)
-        if owner in ("", agent):
+        owner, condition, name = parse_rule_key(key)
+        if owner in ("", agent) and (condition is None or _holds(chosen, condition)):
             rules[name] = value
-    merged = {**SIZE_PRESETS[preset], **{k: v for k, v in rules.items() if k in fields}}
-    config = config.replace(**merged)
-    return config.replace(**(overrides or {}))
+    merged = {**config_cls.form_defaults(chosen), **SIZE_PRESETS[preset],
+              **{k: v for k, v in rules.items() if k in fields}}
+    return config_cls().replace(**merged).replace(**overrides)
 
 
-def check_rule_key(key: str) -> None:
-    """A task-rule key is 'FIELD' (some agent's config field) or 'AGENT.FIELD' (that agent's); anything else is a typo
-    that would otherwise be dropped silently."""
+def agent_spec(spec: str) -> tuple[str, dict]:
+    """'AGENT' or 'AGENT[FIELD=VALUE,...]' (e.g. 'dipole[critic=iql]', as benchmark scripts take agents) ->
+    (agent name, overrides), checked."""
+    name, _, rest = spec.strip().partition("[")
+    overrides = {}
+    if rest:
+        if not rest.endswith("]"):
+            raise UsageError(f"agent {spec!r}: write AGENT or AGENT[FIELD=VALUE,...], e.g. dipole[critic=iql]")
+        for item in filter(None, (x.strip() for x in rest[:-1].split(","))):
+            field, eq, value = item.partition("=")
+            if not eq:
+                raise UsageError(f"agent {spec!r}: {item!r} must look like FIELD=VALUE")
+            overrides[field.strip()] = value.strip()
+    get_agent(name)
+    make_config(name, overrides)  # unknown fields and bad values are refused here
+    return name, overrides
+
+
+def _holds(config, condition: tuple[str, str]) -> bool:
+    field, value = condition
+    return getattr(config, field) == type(config)().replace(**{field: value}).to_dict()[field]
+
+
+def parse_rule_key(key: str) -> tuple[str, tuple[str, str] | None, str]:
+    """'FIELD', 'AGENT.FIELD' or 'AGENT[COND=VALUE].FIELD' -> (agent or '', (COND, VALUE) or None, FIELD), checked:
+    a key that names no agent or field would otherwise be dropped silently."""
     owner, _, name = key.rpartition(".")
+    condition = None
+    if owner.endswith("]") and "[" in owner:
+        owner, _, cond = owner[:-1].partition("[")
+        field, eq, value = cond.partition("=")
+        if not eq or owner not in AGENTS or field not in AGENTS[owner][1].field_names():
+            raise UsageError(f"task rule key {key!r}: write AGENT[FIELD=VALUE].KEY with a field of that agent "
+                             "(dipole/agents/presets.py)")
+        condition = (field, value)
     if owner:
         if owner not in AGENTS:
             raise UsageError(f"task rule key {key!r} names no agent; agents: {sorted(AGENTS)} (dipole/agents/presets.py)")
@@ -75,6 +108,11 @@ def check_rule_key(key: str) -> None:
                              f"{sorted(AGENTS[owner][1].field_names())} (dipole/agents/presets.py)")
     elif not any(name in c.field_names() for _, c in AGENTS.values()):
         raise UsageError(f"task rule key {key!r} is a config field of no agent (dipole/agents/presets.py)")
+    return owner, condition, name
+
+
+def check_rule_key(key: str) -> None:
+    parse_rule_key(key)
 
 
 def make(agent: str, ex_obs, ex_actions, seed: int = 0, preset: str = "paper", task: str | None = None,
@@ -121,4 +159,4 @@ def load(path: str) -> Agent:
 
 
 __all__ = ["AGENTS", "Agent", "AgentConfig", "SIZE_PRESETS", "get_agent", "make", "make_config", "load",
-           "load_checkpoint", "restore", "build_config"] + [c.__name__ for pair in AGENTS.values() for c in pair]
+           "load_checkpoint", "restore", "build_config", "agent_spec"] + [c.__name__ for pair in AGENTS.values() for c in pair]

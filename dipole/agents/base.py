@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from functools import partial
 from typing import Any, ClassVar, get_type_hints
 
 import flax
@@ -56,6 +57,11 @@ class AgentConfig:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def form_defaults(cls, config: "AgentConfig") -> dict:
+        """Defaults that depend on a field's value (DIPOLE's critic form); `build_config` applies them."""
+        return {}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AgentConfig":
@@ -122,6 +128,11 @@ def as_batch2d(x):
 def static(**kw):
     """A field that is part of the agent's structure, not an array: config, network definitions, optimiser, sizes."""
     return flax.struct.field(pytree_node=False, **kw)
+
+
+@partial(jax.jit, static_argnums=0)
+def _q_apply(q_net, q_params, obs, actions):
+    return q_net.apply(q_params, obs, actions)
 
 
 class Agent(flax.struct.PyTreeNode):
@@ -222,6 +233,21 @@ class Agent(flax.struct.PyTreeNode):
         actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k,
                                **self.sampling_extras(temperature, selection))
         return actions[0] if single else actions
+
+    def critic_values(self, obs, actions):
+        """Every Q head's value at (obs (B, D), actions (B, A)) -> (num_qs, B) (the online heads, which rank
+        candidates; (num_qs, B, T) for an agent with T reward terms). Single (D,), (A,) inputs give (num_qs,)."""
+        if not hasattr(self, "q_net"):
+            raise UsageError(f"agent '{self.config.agent}' has no Q ensemble to read")
+        obs, actions = jnp.asarray(obs, jnp.float32), jnp.asarray(actions, jnp.float32)
+        single = obs.ndim == 1
+        obs, actions = jnp.atleast_2d(obs), jnp.atleast_2d(actions)
+        if obs.ndim != 2 or actions.ndim != 2 or obs.shape[0] != actions.shape[0] or obs.shape[1] != self.obs_dim \
+                or actions.shape[1] != self.action_dim:
+            raise UsageError(f"critic_values takes obs (B, {self.obs_dim}) and actions (B, {self.action_dim}); got "
+                             f"{tuple(obs.shape)} and {tuple(actions.shape)}")
+        qs = _q_apply(self.q_net, self.params["q"], obs, actions)
+        return qs[:, 0] if single else qs
 
     # ------------------------------------------------------------------ saving
     def header(self, **extra) -> dict:

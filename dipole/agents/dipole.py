@@ -1,10 +1,19 @@
 """DIPOLE: Dichotomous Diffusion Policy Optimization (Liang et al., ICLR 2026), flow-matching form.
 
-Two flow policies share the data: v+ is fitted with weights w = sigmoid(beta * G), v- with 1 - w, where
-G = min_i Q_i(s, a) - V(s) comes from an IQL critic. At sampling time
+Two flow policies share the data: v+ is fitted with weights w = sigmoid(beta * G + k), v- with 1 - w, where
+G = min_i Q_i(s, a) - V(s) is the critic's advantage. At sampling time
     v = v- + (1 + omega) (v+ - v-)
-is a greediness knob at inference (a monotone one; it does not sample mu * sigmoid(beta G) * exp(omega * beta * G)
-exactly, see docs/algorithm.md). Candidate selection with selection='tilt' does converge to that target as K grows.
+is a greediness knob at inference (the authors' code calls 1 + omega `cfg`; a monotone knob, which does not sample
+mu * sigmoid(beta G) * exp(omega * beta * G) exactly, see docs/algorithm.md). Candidate selection with
+selection='tilt' does converge to that target as K grows.
+
+Two critics (config.critic):
+- 'policy', the authors' form and the default: Q evaluates pi+. Its TD target is r + gamma * mask * Qtarget_j(s', a')
+  with a' one sample of pi+ at s' (config.train_omega 0; the best of config.train_candidates by the online heads' min
+  when > 1), every online head regressing to every target head; V is the expectile of the target heads' min at data
+  actions and serves only to form G = min_j Qtarget_j(s, a) - V(s). Training is policy iteration.
+- 'iql', this library's earlier form: an IQL critic (TD target r + gamma * mask * V(s'), G from the online heads),
+  which never evaluates a policy. Its defaults are DIPOLEConfig.FORM_DEFAULTS['iql'] (applied by `build_config`).
 """
 
 from __future__ import annotations
@@ -25,7 +34,29 @@ from dipole.seeding import stream_key
 @dataclasses.dataclass(frozen=True)
 class DIPOLEConfig(AgentConfig):
     agent: ClassVar[str] = "dipole"
-    # critic (IQL)
+    # Defaults of each critic form that differ from the fields' defaults (the authors' form). `build_config` (and so
+    # `dipole.make`, the CLI and `dipole bench`) applies them when config.critic selects the form; the 'iql' form's
+    # are this library's defaults before the policy form existed, so its runs repeat exactly.
+    FORM_DEFAULTS: ClassVar[dict] = {"iql": {"beta": 10.0, "discount": 0.99, "omega": 1.0,
+                                             "actor_hidden_dims": (512, 512, 512, 512),
+                                             "value_hidden_dims": (512, 512, 512, 512)}}
+    # the authors' sizes: 3x512 actors without LayerNorm, 3x512 critic and value with LayerNorm; gamma 0.995
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512)
+    """Hidden layer widths of the policy networks."""
+    value_hidden_dims: tuple[int, ...] = (512, 512, 512)
+    """Hidden layer widths of the Q and V networks."""
+    discount: float = 0.995
+    """Discount factor gamma."""
+    # critic
+    critic: str = "policy"
+    """'policy' (the authors' form: Q evaluates pi+, its TD target uses a next action sampled from pi+; V forms G
+    only) or 'iql' (earlier versions' form: TD target r + gamma V(s'), in-sample; its own defaults apply, see
+    FORM_DEFAULTS)."""
+    train_omega: float = 0.0
+    """critic='policy': greediness of the next action in the TD target (0 samples pi+ alone, as the authors)."""
+    train_candidates: int = 1
+    """critic='policy': next-action samples per state in the TD target, the best by the online heads' min Q kept
+    (1, as the authors: one sample)."""
     num_qs: int = 2
     """Q heads in the ensemble; G uses their minimum (or their lower confidence bound, q_agg='lcb')."""
     q_agg: str = "min"
@@ -38,8 +69,11 @@ class DIPOLEConfig(AgentConfig):
     tau: float = 0.005
     """Polyak rate of the target Q."""
     # policies
-    beta: float = 10.0
-    """Temperature inside the positive weight sigmoid(beta * G)."""
+    beta: float = 1.0
+    """Temperature inside the positive weight sigmoid(beta * G + k)."""
+    k: float = 0.0
+    """Offset inside the positive weight sigmoid(beta * G + k) (the paper's shift factor, Appendix D.2): k > 0 gives
+    pi+ more of the data, k < 0 less."""
     adv_norm: str = "none"
     """'none' (the paper's form) or 'running_std' (G divided by its running std)."""
     adv_norm_decay: float = 0.995
@@ -47,8 +81,8 @@ class DIPOLEConfig(AgentConfig):
     shared_actor: bool = False
     """One network with a polarity embedding instead of two networks."""
     # sampling (defaults used by evaluation; both can be changed per call without retraining)
-    omega: float = 1.0
-    """Greediness at evaluation, fixed in advance per task (0 samples pi+)."""
+    omega: float = 0.0
+    """Greediness at evaluation, fixed in advance per task (0 samples pi+; the authors' cfg is 1 + omega)."""
     num_candidates: int = 32
     """Candidates per state kept by `selection`; 1 turns selection off (plain guided sampling at omega)."""
     selection: str = "argmax"
@@ -57,6 +91,13 @@ class DIPOLEConfig(AgentConfig):
     training: samples mu * sigmoid(beta G) * exp(omega * beta * G) as K grows)."""
 
     def __post_init__(self):  # refused when the config is made (e.g. from the command line), before any data loads
+        if self.critic not in CRITICS:
+            raise UsageError(f"config.critic must be one of {', '.join(CRITICS)}, got {self.critic!r}")
+        if not 0 <= self.train_omega < float("inf"):
+            raise UsageError(f"config.train_omega must be a finite number >= 0 (0 samples pi+), got {self.train_omega}")
+        if self.train_candidates < 1:
+            raise UsageError(f"config.train_candidates must be >= 1 (1 samples one next action), got "
+                             f"{self.train_candidates}")
         if self.adv_norm not in critic.ADV_NORMS:
             raise UsageError(f"config.adv_norm must be one of {', '.join(critic.ADV_NORMS)}, got {self.adv_norm!r}")
         if self.selection not in flow.SELECTIONS:
@@ -65,6 +106,19 @@ class DIPOLEConfig(AgentConfig):
             raise UsageError(f"config.q_agg must be one of {', '.join(critic.Q_AGGS)}, got {self.q_agg!r}")
         if not 0 <= self.q_pessimism < float("inf"):
             raise UsageError(f"config.q_pessimism must be a finite number >= 0, got {self.q_pessimism}")
+
+    @classmethod
+    def form_defaults(cls, config: "DIPOLEConfig") -> dict:
+        """The defaults of `config.critic`'s form that differ from the fields' own."""
+        return dict(cls.FORM_DEFAULTS.get(config.critic, {}))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DIPOLEConfig":
+        # checkpoints and results written before the critic field existed trained the 'iql' form
+        return super().from_dict(d if "critic" in d else {**d, "critic": "iql"})
+
+
+CRITICS = ("policy", "iql")
 
 
 class DIPOLEAgent(Agent):
@@ -141,14 +195,33 @@ class DIPOLEAgent(Agent):
         return critic.normalise_advantage(adv, var_ema, count, self.config.adv_norm, self.config.adv_norm_decay)
 
     def positive_weight(self, adv):
-        """w = sigmoid(beta * G) in (0, 1); the negative policy's weight is 1 - w."""
-        return jax.nn.sigmoid(self.config.beta * adv)
+        """w = sigmoid(beta * G + k) in (0, 1); the negative policy's weight is 1 - w."""
+        return jax.nn.sigmoid(self.config.beta * adv + self.config.k)
+
+    def next_actions(self, obs, rng):
+        """a' of the policy critic's TD target at states `obs` (B, D) -> (B, A), from the current networks, with no
+        gradient: one Euler integration of pi+ (train_omega 0: v+ alone, one network pass per step) or of the guided
+        field at train_omega, from noise drawn with `rng`; with train_candidates > 1, the best of that many samples
+        by the online heads' min Q (config.q_agg)."""
+        cfg = self.config
+        if cfg.train_omega == 0:
+            velocity = lambda o, x, t: self.actor_net.apply_positive(self.params["actor"], o, x, t)
+        else:
+            velocity = self.guided_velocity_fn(cfg.train_omega)
+        sample_fn = lambda o, noise: flow.euler_sample(velocity, o, noise, cfg.flow_steps)
+        score_fn = lambda o, a: self.pessimistic_q(self.params["q"], o, a)
+        actions = flow.select_candidates(sample_fn, score_fn, rng, obs, cfg.train_candidates, self.action_dim)
+        return jax.lax.stop_gradient(actions)
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, params, batch):
-        return critic.iql_losses(self.q_net.apply, self.v_net.apply, params, self.target_q, batch,
-                                 self.config.discount, self.config.expectile, self.config.q_agg,
-                                 self.config.q_pessimism)
+        cfg = self.config
+        if cfg.critic == "policy":
+            return critic.policy_losses(self.q_net.apply, self.v_net.apply, params, self.target_q, batch,
+                                        batch["next_actions"], cfg.discount, cfg.expectile, cfg.q_agg,
+                                        cfg.q_pessimism)
+        return critic.iql_losses(self.q_net.apply, self.v_net.apply, params, self.target_q, batch, cfg.discount,
+                                 cfg.expectile, cfg.q_agg, cfg.q_pessimism)
 
     def actor_loss(self, params, batch, rng, adv):
         x_t, t, target = flow.flow_matching_inputs(rng, batch["actions"])
@@ -158,7 +231,8 @@ class DIPOLEAgent(Agent):
         err_neg = flow.per_sample_flow_error(v_neg, target)
         loss_pos = jnp.mean(w * err_pos)
         loss_neg = jnp.mean((1.0 - w) * err_neg)
-        info = {"actor_pos_loss": loss_pos, "actor_neg_loss": loss_neg, "w_mean": w.mean(), "w_std": w.std()}
+        info = {"actor_pos_loss": loss_pos, "actor_neg_loss": loss_neg, "w_mean": w.mean(), "w_std": w.std(),
+                "w_over_0.9": jnp.mean(w > 0.9), "w_under_0.1": jnp.mean(w < 0.1)}
         return loss_pos + loss_neg, info
 
     def total_loss(self, params, batch, rng, adv):
@@ -172,11 +246,16 @@ class DIPOLEAgent(Agent):
         """One gradient step on critic and both policies; returns (new agent, metrics).
 
         batch: observations, actions, rewards, masks, next_observations, and optionally `advantages` (B,)
-        to weight the policies by a known advantage instead of the critic's G = min_i Q_i - V.
+        to weight the policies by a known advantage instead of the critic's G = min_i Q_i - V (the target heads with
+        critic='policy', the online ones with 'iql').
         """
         cfg = self.config
         rng, loss_rng = jax.random.split(self.rng)
-        qs = self.q_values(self.params["q"], batch["observations"], batch["actions"])
+        if cfg.critic == "policy":
+            loss_rng, next_rng = jax.random.split(loss_rng)
+            batch = {**batch, "next_actions": self.next_actions(batch["next_observations"], next_rng)}
+        g_heads = self.target_q if cfg.critic == "policy" else self.params["q"]
+        qs = self.q_values(g_heads, batch["observations"], batch["actions"])
         v = self.v_net.apply(self.params["v"], batch["observations"])
         # A batch may carry known advantages (bandits, analytic checks): then the critic's G is not used.
         raw_adv = batch["advantages"] if "advantages" in batch else self.advantage(qs, v)

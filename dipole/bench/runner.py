@@ -238,9 +238,10 @@ def _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides):
 
 
 def _config(suite, agent_name, task, overrides):
-    config = build_config(agent_name, task, suite.preset)
-    fields = config.to_dict()
-    return config.replace(**{k: v for k, v in {**suite.overrides, **overrides}.items() if k in fields})
+    fields = get_agent(agent_name)[1].field_names()
+    # the agent's own overrides go through build_config: they may select a form (DIPOLE's critic) and its rules
+    return build_config(agent_name, task, suite.preset,
+                        {k: v for k, v in {**suite.overrides, **overrides}.items() if k in fields})
 
 
 def _settings(suite, seed, progress=False):

@@ -1,4 +1,6 @@
-"""IQL critic shared by DIPOLE, IQL, IFQL and CFGRL: networks, expectile V, TD Q ensemble, Polyak target, advantage."""
+"""Critics: the IQL critic shared by IQL, IFQL, CFGRL and DIPOLE's 'iql' form (networks, expectile V, TD Q ensemble
+to V(s')), DIPOLE's policy-evaluation critic (TD Q ensemble to the target heads at a next action of the policy, V for
+the advantage only), the Polyak target and the advantage."""
 
 from __future__ import annotations
 
@@ -92,3 +94,28 @@ def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float
     qs = q_apply(params["q"], obs, actions)
     td_loss = q_loss(qs, batch["rewards"], batch["masks"], next_v, discount)
     return v_loss + td_loss, {"v_loss": v_loss, "q_loss": td_loss, "v_mean": v.mean(), "q_mean": qs.mean()}
+
+
+def policy_td_loss(qs, rewards, masks, next_target_qs, discount: float):
+    """L_Q = E_b[sum_i mean_j (Q_i(s, a) - y_j)^2] with y_j = r + gamma * mask * Qtarget_j(s', a'): every online head
+    regresses to every target head's TD target (so, up to a constant, to their mean). qs and next_target_qs have
+    shape (num_qs, B); a' is the policy's next action."""
+    target = jax.lax.stop_gradient(rewards[None] + discount * masks[None] * next_target_qs)  # (num_qs, B)
+    per_pair = jnp.square(qs[:, None, :] - target[None, :, :])  # (online i, target j, B)
+    return jnp.mean(jnp.sum(jnp.mean(per_pair, axis=1), axis=0))
+
+
+def policy_losses(q_apply, v_apply, params, target_q_params, batch, next_actions, discount: float, expectile: float,
+                  q_agg: str = "min", pessimism: float = 1.0):
+    """The policy-evaluation critic of DIPOLE's authors on a batch: TD Q to r + gamma mask Qtarget(s', a') with a'
+    from the policy (`next_actions`, no gradient), and expectile V on min target Q (or the heads' `aggregate_q`) at
+    the data actions; V forms the advantage only, never a TD target. Returns (loss, metrics)."""
+    obs, actions = batch["observations"], batch["actions"]
+    target_qs = q_apply(target_q_params, obs, actions)
+    v = v_apply(params["v"], obs)
+    v_loss = value_loss(v, aggregate_q(target_qs, q_agg, pessimism), expectile)
+    next_target_qs = q_apply(target_q_params, batch["next_observations"], jax.lax.stop_gradient(next_actions))
+    qs = q_apply(params["q"], obs, actions)
+    td_loss = policy_td_loss(qs, batch["rewards"], batch["masks"], next_target_qs, discount)
+    return v_loss + td_loss, {"v_loss": v_loss, "q_loss": td_loss, "v_mean": v.mean(), "q_mean": qs.mean(),
+                              "next_q_mean": next_target_qs.mean()}

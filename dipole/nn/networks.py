@@ -131,6 +131,17 @@ class PolarVelocityFields(nn.Module):
         stack = lambda a: jnp.broadcast_to(a, (2,) + jnp.shape(a))
         return field(stack(obs), stack(x), stack(t), labels)
 
+    @nn.nowrap
+    def apply_positive(self, variables, obs, x, t):
+        """v+ alone -> (B, A), equal to `apply(variables, obs, x, t)[0]` at half the cost: one network pass (the
+        policy-evaluation critic integrates pi+ for its next actions)."""
+        params = variables["params"]
+        if not self.shared:
+            first = jax.tree_util.tree_map(lambda p: p[0], params["VmapVelocityField_0"])
+            return VelocityField(self.hidden_dims, self.action_dim, self.layer_norm).apply({"params": first}, obs, x, t)
+        field = LabelledVelocityField(self.hidden_dims, self.action_dim, 2, self.embed_dim, self.layer_norm)
+        return field.apply({"params": params["polarity_field"]}, obs, x, t, jnp.zeros((), jnp.int32))
+
 
 class GaussianActor(nn.Module):
     """Tanh-squashed mean with a state-independent log std (IQL/AWR style) -> (mean, log_std)."""
