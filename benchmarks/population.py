@@ -50,7 +50,7 @@ from dipole.runners.population import (  # noqa: E402
 from dipole.seeding import stream_key  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import matmul_peak  # noqa: E402
+from throughput import matmul_peak, split_agents  # noqa: E402
 
 
 def rate(fn, state, updates_per_call: int, seconds: float, start_at: float | None = None) -> tuple[float, object]:
@@ -150,20 +150,3 @@ def main():
             print(json.dumps({**head, **measure(spec, size, args.tasks, args.seeds, args.rows, args.chunk,
                                                 args.seconds, not args.skip_single, args.start_at)}), flush=True)
 
-
-def split_agents(text: str) -> list[str]:
-    """'dipole,dipole[critic=iql,beta=3],fql' -> its agent specs (commas inside brackets stay)."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [x.strip() for x in out + [cur] if x.strip()]
-
-
-if __name__ == "__main__":
-    main()

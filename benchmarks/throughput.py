@@ -1,11 +1,15 @@
 """Throughput of every agent on this machine, printed as JSON.
 
 Measures updates/s (batch 256) and action latency (batch 1 and 1024; K=1, and K=32 rejection sampling for the
-agents with a critic to rank by) at small (3x128) and paper (4x512) network sizes, the GFLOP/s an update reaches
+agents with a critic to rank by) at small (3x128) and paper (4x512; DIPOLE 3x512) network sizes, the GFLOP/s an update reaches
 (FLOPs counted by XLA's cost analysis), and next to it the peak of a plain 1024^3 float32 matmul measured in the
 same run.
 
-    python benchmarks/throughput.py [--agents dipole,bc,iql,ifql,fql,cfgrl] [--sizes small,paper] [--seconds 5]
+    python benchmarks/throughput.py [--agents dipole,dipole[critic=iql],bc,iql,ifql,fql,cfgrl,dipole-terms]
+                                    [--sizes small,paper] [--seconds 5]
+
+An agent may carry config fields, AGENT[FIELD=VALUE,...]; `dipole[critic=iql]` is DIPOLE's IQL-critic form (with its
+own defaults). Every agent is listed by default, DIPOLE in both critic forms.
 """
 
 from __future__ import annotations
@@ -19,8 +23,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole.agents import AGENTS
-from dipole.agents.presets import SIZE_PRESETS
+from dipole.agents import AGENTS, agent_spec, build_config
+
+
+def split_agents(text: str) -> list[str]:
+    """'dipole,dipole[critic=iql,beta=3],fql' -> its agent specs (commas inside brackets stay)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [x.strip() for x in out + [cur] if x.strip()]
 
 
 def timed(fn, seconds: float, min_iters: int = 3):
@@ -48,9 +65,10 @@ def flops_of(jitted, *args) -> float | None:
         return None
 
 
-def bench_size(agent_name: str, name: str, obs_dim: int, action_dim: int, seconds: float) -> dict:
-    agent_cls, config_cls = AGENTS[agent_name]
-    config = config_cls().replace(**SIZE_PRESETS[name])
+def bench_size(spec: str, name: str, obs_dim: int, action_dim: int, seconds: float) -> dict:
+    agent_name, overrides = agent_spec(spec)
+    agent_cls, _ = AGENTS[agent_name]
+    config = build_config(agent_name, None, name, overrides)
     agent = agent_cls.create(0, np.zeros(obs_dim), np.zeros(action_dim), config)
     r = np.random.default_rng(0)
     b = config.batch_size
@@ -61,6 +79,8 @@ def bench_size(agent_name: str, name: str, obs_dim: int, action_dim: int, second
         "masks": jnp.ones(b, jnp.float32),
         "next_observations": jnp.asarray(r.normal(size=(b, obs_dim)), jnp.float32),
     }
+    if hasattr(config, "terms"):  # agents with a reward per term (dipole-terms) learn from those columns
+        batch["term_rewards"] = jnp.asarray(r.normal(size=(b, len(config.terms))), jnp.float32)
     state = {"agent": agent}
 
     def step():
@@ -70,7 +90,7 @@ def bench_size(agent_name: str, name: str, obs_dim: int, action_dim: int, second
     upd_dt = timed(step, seconds)
     update_flops = flops_of(type(agent).update, agent, batch)
     out = {
-        "agent": agent_name,
+        "agent": spec,
         "size": name,
         "actor_hidden_dims": list(config.actor_hidden_dims),
         "value_hidden_dims": list(config.value_hidden_dims),
@@ -91,7 +111,8 @@ def bench_size(agent_name: str, name: str, obs_dim: int, action_dim: int, second
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--agents", default=",".join(AGENTS))
+    p.add_argument("--agents", default=",".join(["dipole", "dipole[critic=iql]", *(a for a in AGENTS if a != "dipole")]),
+                   help="comma-separated; AGENT[FIELD=VALUE] sets config fields")
     p.add_argument("--sizes", default="small,paper")
     p.add_argument("--obs-dim", type=int, default=29, help="observation width (cube-single-play has 28)")
     p.add_argument("--action-dim", type=int, default=5)
@@ -106,7 +127,7 @@ def main():
         "action_dim": args.action_dim,
         "matmul_1024_gflop_per_s": matmul_peak(args.seconds / 2),
         "agents": [bench_size(a, s, args.obs_dim, args.action_dim, args.seconds)
-                   for s in args.sizes.split(",") for a in args.agents.split(",")],
+                   for s in args.sizes.split(",") for a in split_agents(args.agents)],
     }
     print(json.dumps(result, indent=2))
 

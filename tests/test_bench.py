@@ -24,8 +24,9 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     sweep = results["agents"]["dipole"]["omega_sweep"]
     assert [(r["omega"], r["num_candidates"], r["selection"]) for r in sweep] == [
         (0.0, 1, None), (0.0, 2, "argmax"), (0.0, 2, "tilt")]
-    # the headline (omega 0, K 2, tilt on pointmaze) is the sweep's own row, evaluated once
-    assert all(r["headline"] == r["omega_sweep"][2] for r in per_seed)
+    # the headline (omega 0, K 2, argmax: the authors' sampling, DIPOLE's default) is the sweep's own row, evaluated
+    # once
+    assert all(r["headline"] == r["omega_sweep"][1] for r in per_seed)
     assert "| **pointmaze-medium-navigate (1-task average)** |" in text and "| task | dipole | bc |" in text
     # agents without a greediness knob get a headline only, no sweep
     bc = json.load(open(os.path.join(out, "runs", task, "bc", "seed0", "result.json")))
@@ -118,8 +119,8 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     monkeypatch.setattr(runner, "evaluate_population", killed_at_the_third)
     with pytest.raises(KeyboardInterrupt):
         runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
-    # the headline (omega 0, K 2, tilt) first, then the sweep's order: K 1, K 2 argmax
-    assert calls == [(2, "tilt"), (1, None)] and len(os.listdir(os.path.join(out, "populations", os.listdir(
+    # the headline (omega 0, K 2, argmax) first, then the sweep's order: K 1, K 2 tilt
+    assert calls == [(2, "argmax"), (1, None)] and len(os.listdir(os.path.join(out, "populations", os.listdir(
         os.path.join(out, "populations"))[0], "eval"))) == 2
 
     def counted(*args, **kwargs):
@@ -129,7 +130,7 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     monkeypatch.setattr(runner, "evaluate_population", counted)
     said.clear()
     again = runner.run_bench("smoke", ["dipole"], 1, out_dir=out, log=said.append, workers=1)
-    assert calls[2:] == [("again", 0.0, 2, "argmax")]  # only the setting the kill interrupted
+    assert calls[2:] == [("again", 0.0, 2, "tilt")]  # only the setting the kill interrupted
     assert sum("was evaluated by an earlier call" in s for s in said) == 2
     # no ETA from settings read back in no time
     assert [s.split("ETA ")[-1] for s in said if "evaluated setting" in s] == ["unknown", "unknown", "0 s"]

@@ -110,7 +110,7 @@ def test_rotation_deletes_only_this_runs_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("change, field, old, new", [
     (dict(seed=1), "seed", "0", "1"),
-    (dict(config=dict(beta=3.0)), "config.beta", "10.0", "3.0"),
+    (dict(config=dict(beta=3.0)), "config.beta", "1.0", "3.0"),
     (dict(env="pointmaze-medium-navigate-singletask-task2-v0"), "env",
      f"'{TASK}'", "'pointmaze-medium-navigate-singletask-task2-v0'"),
     (dict(data=True), "dataset_fingerprint", None, None),
@@ -338,13 +338,18 @@ def test_a_task_rule_key_that_matches_no_field_is_refused(monkeypatch):
 
 
 def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit_overrides_win():
-    # docs/protocol.md, rule 3 on the development suites: DIPOLE omega 0, K 32, tilt; CFGRL omega 0, K 1; IFQL K 4
+    # docs/protocol.md, rule 3 on the development suites: DIPOLE omega 0, K 32, tilt (chosen for its iql critic form,
+    # and applied to it alone); CFGRL omega 0, K 1; IFQL K 4
+    iql = {"critic": "iql"}
     for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-double-play-singletask-task2-v0",
                  "scene-play-singletask-task3-v0", "puzzle-3x3-play-singletask-task4-v0"):
-        d, c, i = (build_config(a, task, "small") for a in ("dipole", "cfgrl", "ifql"))
+        d, c, i = (build_config(a, task, "small", iql if a == "dipole" else None) for a in ("dipole", "cfgrl", "ifql"))
         assert (d.omega, d.num_candidates, d.selection) == (0.0, 32, "tilt")
         assert (c.omega, c.num_candidates, i.num_candidates) == (0.0, 1, 4)
-    d, c, i = (build_config(a, "highway-fast-v0", "small") for a in ("dipole", "cfgrl", "ifql"))
+        p = build_config("dipole", task, "small")  # the authors' form keeps the authors' sampling: cfg 1, K 32, argmax
+        assert (p.omega, p.num_candidates, p.selection) == (0.0, 32, "argmax")
+    d, c, i = (build_config(a, "highway-fast-v0", "small", iql if a == "dipole" else None)
+               for a in ("dipole", "cfgrl", "ifql"))
     assert (d.omega, c.omega, c.num_candidates, i.num_candidates) == (1.0, 2.0, 1, 32)  # the configs' defaults
     c = build_config("cfgrl", TASK, "small", {"omega": 2.0, "num_candidates": 32})
     assert (c.omega, c.num_candidates, build_config("ifql", TASK, "small", {"num_candidates": 32}).num_candidates) == (
@@ -355,13 +360,14 @@ def test_round_2_training_choices_apply_to_the_four_ogbench_categories_only_and_
     # docs/protocol.md, round 2 freeze: DIPOLE one network, IQL alpha 3; IFQL, CFGRL keep expectile 0.9
     for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-single-play-singletask-task1-v0",
                  "scene-play-singletask-task3-v0", "puzzle-3x3-play-singletask-task4-v0"):
-        assert build_config("dipole", task, "small").shared_actor is True
+        assert build_config("dipole", task, "small", {"critic": "iql"}).shared_actor is True
+        assert build_config("dipole", task, "small").shared_actor is False  # the authors' form: two networks
         assert build_config("iql", task, "small").alpha == 3.0
         assert build_config("ifql", task).expectile == build_config("cfgrl", task).expectile == 0.9
     for task in ("highway-fast-v0", "antmaze-large-navigate-singletask-task1-v0", "dmc-walker-walk"):
         assert build_config("dipole", task).shared_actor is False
         assert build_config("iql", task).alpha == (1.0 if task.startswith("highway") else 10.0)
-    assert build_config("dipole", TASK, "small", {"shared_actor": False}).shared_actor is False
+    assert build_config("dipole", TASK, "small", {"critic": "iql", "shared_actor": False}).shared_actor is False
     assert build_config("iql", TASK, "small", {"alpha": 10.0}).alpha == 10.0
     assert build_config("fql", "cube-single-play-singletask-task1-v0").alpha == 300.0  # FQL's choice: its own commit
 

@@ -251,8 +251,8 @@ class DIPOLEAgent(Agent):
         """
         cfg = self.config
         rng, loss_rng = jax.random.split(self.rng)
-        if cfg.critic == "policy":
-            loss_rng, next_rng = jax.random.split(loss_rng)
+        if cfg.critic == "policy":  # a stream of its own: the policies' draws stay those of the iql form
+            next_rng = jax.random.fold_in(loss_rng, 1)
             batch = {**batch, "next_actions": self.next_actions(batch["next_observations"], next_rng)}
         g_heads = self.target_q if cfg.critic == "policy" else self.params["q"]
         qs = self.q_values(g_heads, batch["observations"], batch["actions"])

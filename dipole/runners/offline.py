@@ -90,9 +90,10 @@ def network_label(config) -> str:
 
 def cpu_warning(config, steps: int) -> str | None:
     """A warning for paper-size networks trained for long on a CPU (hours to days), naming the small preset."""
-    paper = tuple(config.actor_hidden_dims) == (512,) * 4
+    paper = max(config.actor_hidden_dims, default=0) >= 512  # the papers' 512-wide MLPs (3 or 4 layers)
     if jax.default_backend() == "cpu" and paper and steps > CPU_PAPER_WARN_STEPS:
-        return (f"warning: {steps} updates with the paper's 4x512 networks on a CPU take many hours; "
+        depth = len(config.actor_hidden_dims)
+        return (f"warning: {steps} updates with the paper's {depth}x512 networks on a CPU take many hours; "
                 "use --preset small (3x128) for CPU runs, or a GPU")
     return None
 
