@@ -4,7 +4,7 @@ For N dataset states of an OGBench single task: per sampler (data actions; guide
 candidates by the heads' min Q, or their lower bound with q_agg='lcb'; tilt over K candidates from pi+), the mean of
 G (normalised as in training), of the disagreement |Q1 - Q2| of the first and last Q heads and the std over all heads
 (a sign of extrapolation away from the data), mean |a|, the share of action components at the box's edge
-(|a| > 0.99); and, for the critic on the data, the spread of G, the policy weights w = sigmoid(beta G) (mean,
+(|a| > 0.99); and, for the critic on the data, the spread of G, the policy weights w = sigmoid(beta G + k) (mean,
 std, share above 1/2) and the share of rows with G >= 0 (those CFGRL labels optimal); for tilt, the effective sample size of its weights.
 
     python benchmarks/candidates.py RUN/agent.dpl --task pointmaze-medium-navigate-singletask-task1-v0 \
@@ -48,7 +48,7 @@ def main():
     acts = jnp.asarray(data["actions"][idx])
     key = jax.random.PRNGKey(0)
     g = np.asarray(agent.sampling_advantage(obs, acts))
-    w = 1 / (1 + np.exp(-agent.config.beta * g))
+    w = np.asarray(agent.positive_weight(jnp.asarray(g)))  # sigmoid(beta G + k)
     out = {"checkpoint": args.checkpoint, "task": args.task, "omega": args.omega, "k": args.k,
            "beta": agent.config.beta, "adv_norm": agent.config.adv_norm, "num_qs": agent.config.num_qs,
            "q_agg": agent.config.q_agg, "q_pessimism": agent.config.q_pessimism,

@@ -53,10 +53,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import matmul_peak, split_agents  # noqa: E402
 
 
-def rate(fn, state, updates_per_call: int, seconds: float, start_at: float | None = None) -> tuple[float, object]:
-    """Calls of fn(state) -> state until `seconds` pass (at least 2) -> (calls x updates_per_call / s, state).
+def rate(fn, state, updates_per_call: int, seconds: float, start_at: float | None = None):
+    """Calls of fn(state) -> state until `seconds` pass (at least 2) -> (calls x updates_per_call / s, state, whether
+    the warm-up ended after `start_at`).
     `start_at` (a time.time()): wait for it after the warm-up, so that processes started together time together."""
     state = jax.block_until_ready(fn(state))  # warm up
+    late = start_at is not None and time.time() > start_at
     if start_at is not None:
         time.sleep(max(0.0, start_at - time.time()))
     n, start = 0, time.perf_counter()
@@ -64,7 +66,7 @@ def rate(fn, state, updates_per_call: int, seconds: float, start_at: float | Non
         state = fn(state)
         n += 1
     jax.block_until_ready(state)
-    return n * updates_per_call / (time.perf_counter() - start), state
+    return n * updates_per_call / (time.perf_counter() - start), state, late
 
 
 def measure(spec: str, size: str, tasks: int, seeds: int, rows: int, chunk: int, seconds: float,
@@ -91,7 +93,7 @@ def measure(spec: str, size: str, tasks: int, seeds: int, rows: int, chunk: int,
         t0 = time.perf_counter()
         step = train_chunk.lower(agent, single, key, chunk, config.batch_size).compile()
         single_compile = time.perf_counter() - t0
-        single_rate, _ = rate(lambda a: step(a, single, key)[0], agent, chunk, seconds)
+        single_rate, _, _ = rate(lambda a: step(a, single, key)[0], agent, chunk, seconds)
 
     # the population: tasks x seeds members split over the devices, as `dipole train --seeds` / `dipole bench`
     members = members_of([f"task{i}" for i in range(tasks)], range(seeds))
@@ -106,8 +108,7 @@ def measure(spec: str, size: str, tasks: int, seeds: int, rows: int, chunk: int,
     t0 = time.perf_counter()
     pstep = population_chunk.lower(agents, dev_data, keys, task_idx, chunk, config.batch_size).compile()
     pop_compile = time.perf_counter() - t0
-    late = start_at is not None and time.time() > start_at
-    pop_rate, _ = rate(lambda a: pstep(a, dev_data, keys, task_idx)[0], agents, chunk, seconds, start_at)
+    pop_rate, _, late = rate(lambda a: pstep(a, dev_data, keys, task_idx)[0], agents, chunk, seconds, start_at)
     pop_rate *= len(members)  # member-updates (padding members are not counted)
     return {
         "agent": spec, "config": {k: v for k, v in config.to_dict().items() if k in ("critic", "discount", "beta")
@@ -150,3 +151,7 @@ def main():
             print(json.dumps({**head, **measure(spec, size, args.tasks, args.seeds, args.rows, args.chunk,
                                                 args.seconds, not args.skip_single, args.start_at)}), flush=True)
 
+
+
+if __name__ == "__main__":
+    main()

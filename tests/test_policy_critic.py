@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, random_transitions
 
 from dipole import DIPOLEAgent, DIPOLEConfig
-from dipole.agents import build_config, make
+from dipole.agents import build_config, make, make_config
 from dipole.errors import UsageError
 from dipole.nn import critic, flow
 
@@ -201,7 +201,9 @@ def _fingerprint(cfg):
 @pytest.mark.parametrize("variant", ["two_networks", "shared_tilt", "running_std"])
 def test_iql_form_is_unchanged(variant):
     """critic='iql' with the earlier defaults reproduces parameters, losses and actions recorded (tests/
-    dipole_iql_fingerprint.json) by the code before the policy critic was added: 25 updates, three configurations."""
+    dipole_iql_fingerprint.json) by the code before the policy critic was added: 25 updates, three configurations.
+    The file was written at commit 3249a08 by this same function, called with the same fields less `critic` (which
+    that code did not have)."""
     base = dict(critic="iql", beta=10.0, discount=0.99, omega=1.0, num_candidates=32, selection="argmax",
                 actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=64)
     extra = {"two_networks": {}, "shared_tilt": dict(shared_actor=True, omega=0.0, selection="tilt"),
@@ -225,6 +227,14 @@ def test_form_defaults_and_task_rules_follow_the_critic_form():
     hw = build_config("dipole", "highway-fast-v0", "small", {"critic": "iql"})
     assert (hw.adv_norm, hw.beta, hw.expectile) == ("running_std", 1.0, 0.7)
     assert build_config("dipole", "highway-fast-v0", "small").adv_norm == "none"
+    # the iql form's defaults are the config's defaults before 0.3.0, with no task
+    old = build_config("dipole", None, "paper", {"critic": "iql"})
+    assert (old.beta, old.k, old.discount, old.omega, old.num_candidates, old.selection, old.shared_actor,
+            old.value_hidden_dims) == (10.0, 0.0, 0.99, 1.0, 32, "argmax", False, (512,) * 4)
+    assert make_config("dipole", {"critic": "iql"}).to_dict() == old.to_dict()
+    antmaze = "antmaze-large-navigate-singletask-task1-v0"  # FQL's 0.99 there; the authors' form keeps its 0.995
+    assert (build_config("dipole", antmaze).discount, build_config("dipole", antmaze, "paper", {"critic": "iql"}).discount,
+            build_config("fql", antmaze).discount) == (0.995, 0.99, 0.99)
     # an explicit value still wins over the form's default
     assert build_config("dipole", cube, "small", {"critic": "iql", "beta": 3.0}).beta == 3.0
     assert make("dipole", np.zeros(3), np.zeros(2), preset="tiny", critic="iql").config.beta == 10.0
@@ -248,6 +258,7 @@ def test_bad_policy_critic_settings_are_refused(field, value, words):
 def test_critic_values_reads_every_head_and_checks_shapes():
     for name in ("dipole", "iql", "ifql", "cfgrl", "fql"):
         agent = make(name, np.zeros(3), np.zeros(2), preset="tiny")
+        agent = agent.replace(target_q=jax.tree_util.tree_map(lambda p: 2 * p, agent.params["q"]))  # online heads read
         obs, act = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
         qs = agent.critic_values(obs, act)
         assert qs.shape == (2, 4)
@@ -266,3 +277,23 @@ def test_a_conditional_rule_key_with_a_typo_is_refused(monkeypatch):
     monkeypatch.setattr(presets, "TASK_RULES", [("*", {"dipole[critc=iql].omega": 0.5})])
     with pytest.raises(UsageError, match=r"write AGENT\[FIELD=VALUE\]\.KEY with a field of that agent"):
         build_config("dipole", "pointmaze-medium-navigate-singletask-task1-v0")
+
+
+def test_cost_scripts_run_both_forms_and_dipole_terms():
+    """The README's cost commands run as written: throughput on dipole-terms (its batch needs term rewards) and both
+    DIPOLE forms; populations of both forms. Rates are printed, never asserted."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = lambda *args: subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=300)
+    out = run("benchmarks/throughput.py", "--agents", "dipole-terms", "--sizes", "small", "--seconds", "0.05")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)["agents"]
+    assert [r["agent"] for r in rows] == ["dipole-terms"]
+    assert all(r["updates_per_s"] > 0 for r in rows)
+    out = run("benchmarks/population.py", "--sizes", "small", "--agents", "dipole,dipole[critic=iql]", "--tasks", "1",
+              "--seeds", "1", "--rows", "600", "--chunk", "2", "--seconds", "0.05")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [(r["agent"], r["config"]["critic"]) for r in lines] == [("dipole", "policy"), ("dipole[critic=iql]", "iql")]

@@ -276,8 +276,9 @@ class DIPOLEAgent(Agent):
         return fn
 
     def sampling_advantage(self, obs, actions):
-        """G(s, a) = min_i Q_i(s, a) - V(s) (the heads' lower bound with q_agg='lcb') as the policies were weighted by
-        it (divided by the running std of G when config.adv_norm = 'running_std')."""
+        """G(s, a) = min_i Q_i(s, a) - V(s) from the online heads, which rank candidates (the heads' lower bound with
+        q_agg='lcb'), scaled as in training (divided by the running std of G when config.adv_norm = 'running_std').
+        The policy critic weighted its policies by the target heads' G, a Polyak average of these."""
         g = self.advantage(self.q_values(self.params["q"], obs, actions), self.v_net.apply(self.params["v"], obs))
         count = jnp.maximum(self.step, 1)
         return self.normalised_advantage(g, self.adv_mean_ema, self.adv_var_ema, count)
