@@ -111,7 +111,8 @@ def bench_size(spec: str, name: str, obs_dim: int, action_dim: int, seconds: flo
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--agents", default=",".join(["dipole", "dipole[critic=iql]", *(a for a in AGENTS if a != "dipole")]),
+    every = ["dipole", "dipole[critic=iql]", *(a for a in AGENTS if a != "dipole")]
+    p.add_argument("--agents", default=",".join(every),
                    help="comma-separated; AGENT[FIELD=VALUE] sets config fields")
     p.add_argument("--sizes", default="small,paper")
     p.add_argument("--obs-dim", type=int, default=29, help="observation width (cube-single-play has 28)")

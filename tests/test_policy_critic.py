@@ -48,8 +48,8 @@ def test_shared_network_positive_pass_equals_the_pair_pass():
     b = _batch(16)
     t = jnp.linspace(0, 1, 16)
     both = agent.actor_net.apply(agent.params["actor"], b["observations"], b["actions"], t)
-    np.testing.assert_allclose(agent.actor_net.apply_positive(agent.params["actor"], b["observations"], b["actions"], t),
-                               both[0], atol=1e-6)
+    positive = agent.actor_net.apply_positive(agent.params["actor"], b["observations"], b["actions"], t)
+    np.testing.assert_allclose(positive, both[0], atol=1e-6)
 
 
 def test_policy_td_target_by_hand_averages_target_heads_and_respects_masks():
@@ -129,7 +129,8 @@ def test_k_shifts_the_weights_and_weight_statistics_are_logged():
     assert np.isclose(float(info["w_mean"]), 0.5, atol=1e-6)
     assert float(info["w_over_0.9"]) == pytest.approx(0.4)
     assert float(info["w_under_0.1"]) == pytest.approx(0.4)
-    assert float(info["adv_mean"]) == pytest.approx(0.0) and float(info["adv_std"]) == pytest.approx(np.std([-5, -3, 0, 3, 5]))
+    assert float(info["adv_mean"]) == pytest.approx(0.0)
+    assert float(info["adv_std"]) == pytest.approx(np.std([-5, -3, 0, 3, 5]))
 
 
 def test_chain_policy_critic_evaluates_pi_plus_and_iql_critic_the_expectile():
@@ -227,8 +228,10 @@ def test_form_defaults_and_task_rules_follow_the_critic_form():
             old.value_hidden_dims) == (10.0, 0.0, 0.99, 1.0, 32, "argmax", False, (512,) * 4)
     assert make_config("dipole", {"critic": "iql"}).to_dict() == old.to_dict()
     antmaze = "antmaze-large-navigate-singletask-task1-v0"  # FQL's 0.99 there; the authors' form keeps its 0.995
-    assert (build_config("dipole", antmaze).discount, build_config("dipole", antmaze, "paper", {"critic": "iql"}).discount,
-            build_config("fql", antmaze).discount) == (0.995, 0.99, 0.99)
+    discounts = (build_config("dipole", antmaze).discount,
+                 build_config("dipole", antmaze, "paper", {"critic": "iql"}).discount,
+                 build_config("fql", antmaze).discount)
+    assert discounts == (0.995, 0.99, 0.99)
     # an explicit value still wins over the form's default
     assert build_config("dipole", cube, "small", {"critic": "iql", "beta": 3.0}).beta == 3.0
     assert make("dipole", np.zeros(3), np.zeros(2), preset="tiny", critic="iql").config.beta == 10.0
