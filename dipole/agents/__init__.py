@@ -42,9 +42,7 @@ def get_agent(name: str):
 
 def make_config(name: str, overrides: dict | None = None):
     """The agent's config with `overrides`, and the defaults of the form they select (DIPOLE's critic='iql')."""
-    _, config_cls = get_agent(name)
-    chosen = config_cls().replace(**(overrides or {}))
-    return config_cls().replace(**config_cls.form_defaults(chosen)).replace(**(overrides or {}))
+    return build_config(name, None, "paper", overrides)  # no task rules; `paper` is the configs' own sizes
 
 
 def build_config(agent: str, env_name: str | None, preset: str = "paper", overrides: dict | None = None):

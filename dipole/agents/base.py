@@ -64,9 +64,15 @@ class AgentConfig:
         return {}
 
     @classmethod
+    def saved_fields(cls, d: dict) -> dict:
+        """A config dict as a checkpoint saved it, completed with what older versions left implicit (DIPOLE's
+        critic form); `from_dict` and the resume check read saved configs through it."""
+        return d
+
+    @classmethod
     def from_dict(cls, d: dict) -> "AgentConfig":
         # checkpoints written before the agent name became a class constant stored it among the fields
-        return cls().replace(**{k: v for k, v in d.items() if k != "agent"})
+        return cls().replace(**{k: v for k, v in cls.saved_fields(d).items() if k != "agent"})
 
 
 def coerce_field(cls, name: str, value: Any):

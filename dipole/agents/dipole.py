@@ -113,9 +113,9 @@ class DIPOLEConfig(AgentConfig):
         return dict(cls.FORM_DEFAULTS.get(config.critic, {}))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DIPOLEConfig":
+    def saved_fields(cls, d: dict) -> dict:
         # checkpoints and results written before the critic field existed trained the 'iql' form
-        return super().from_dict(d if "critic" in d else {**d, "critic": "iql"})
+        return d if "critic" in d else {**d, "critic": "iql"}
 
 
 CRITICS = ("policy", "iql")

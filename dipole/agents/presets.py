@@ -30,14 +30,8 @@ TASK_RULES = [
     # (pointmaze-mini and cube-single-mini: the highest mean of their category averages over omega {0, 1, 2} x
     # {K 1, K 32 argmax, K 32 tilt}) and frozen before any test suite ran. Tilt at omega 0 resamples uniformly
     # among pi+ samples, so this samples pi+.
-    ("pointmaze-*", {"dipole[critic=iql].omega": 0.0, "dipole[critic=iql].num_candidates": 32,
-                   "dipole[critic=iql].selection": "tilt"}),
-    ("cube-*", {"dipole[critic=iql].omega": 0.0, "dipole[critic=iql].num_candidates": 32,
-                   "dipole[critic=iql].selection": "tilt"}),
-    ("scene-*", {"dipole[critic=iql].omega": 0.0, "dipole[critic=iql].num_candidates": 32,
-                   "dipole[critic=iql].selection": "tilt"}),
-    ("puzzle-*", {"dipole[critic=iql].omega": 0.0, "dipole[critic=iql].num_candidates": 32,
-                   "dipole[critic=iql].selection": "tilt"}),
+    *((category, {"dipole[critic=iql].omega": 0.0, "dipole[critic=iql].num_candidates": 32,
+                  "dipole[critic=iql].selection": "tilt"}) for category in OGBENCH_CATEGORIES),
     # CFGRL's headline, by the same rule over its own sweep (omega {0, 1, 2} x {K 1, K 32 argmax}) once both
     # development suites had a CFGRL population (cube-single-mini 18.0, pointmaze-mini 60.0 at omega 0, K 1; its
     # published omega 2 scored 2.0 and 52.0); frozen before CFGRL ran on any test suite.

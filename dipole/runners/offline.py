@@ -124,9 +124,7 @@ def resume_point(run_dir: str, facts: dict, steps: int, log, population: bool = 
                          if not population else
                          f"--resume: {path} is a single run's checkpoint, not a population's; resume it with "
                          "`dipole train` without --seeds, or choose another folder")
-    saved_config = header["config"]
-    if header.get("agent") == "dipole" and "critic" not in saved_config:  # made before the policy critic: iql form
-        saved_config = {**saved_config, "critic": "iql"}
+    saved_config = get_agent(header["agent"])[1].saved_fields(header["config"])  # e.g. an older DIPOLE: iql form
     saved = {"agent": header["agent"], **{k: header[k] for k in facts if k in header},
              **{f"config.{k}": v for k, v in saved_config.items()}}
     check_resume(path, saved, facts)
