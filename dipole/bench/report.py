@@ -9,7 +9,7 @@ import numpy as np
 from dipole.runners.evaluation import row_selection, setting_label
 
 
-def _unit(summary: dict) -> str:
+def unit_of(summary: dict) -> str:
     return "success rate (%)" if summary.get("metric", "success") == "success" else "episode return"
 
 
@@ -24,7 +24,7 @@ def markdown_tables(summary: dict) -> str:
     agents = list(summary["agents"])
     tasks = list(next(iter(summary["agents"].values()))["tasks"])
     spread = f"mean ± std over {summary['seeds']} seeds" if summary["seeds"] > 1 else "one seed, so no spread"
-    unit = _unit(summary)
+    unit = unit_of(summary)
     lines = [f"Suite `{summary['suite']}`: {unit}, {spread}; "
              f"{summary['steps']} updates, `{summary['preset']}` networks, {summary['eval_episodes']} episodes per "
              "evaluation; headline omega and K from each agent's config (fixed in advance).", "",
@@ -64,7 +64,7 @@ def bench_plots(summary: dict, out_dir: str) -> None:
         axes[0].bar(np.arange(len(tasks)) + i * width, m, width, yerr=s, capsize=3, label=a)
     axes[0].set_xticks(np.arange(len(tasks)) + width * (len(agents) - 1) / 2)
     axes[0].set_xticklabels([t.split("singletask-")[-1].removesuffix("-v0") for t in tasks])
-    unit = _unit(summary)
+    unit = unit_of(summary)
     axes[0].set_ylabel(unit)
     axes[0].set_title(f"{summary['category']}: headline (fixed omega)")
     axes[0].legend(fontsize=8)

@@ -19,7 +19,8 @@ import numpy as np
 
 from dipole.agents import build_config, get_agent
 from dipole.bench.backends import LocalBackend, PopulationJob
-from dipole.bench.report import bench_plots, markdown_tables
+from dipole.bench.report import bench_plots, markdown_tables, unit_of
+from dipole.bench.stats import PROFILE_POINTS, rliable_stats, score_matrices, stats_markdown, stats_plot
 from dipole.bench.suites import SUITES, Suite
 from dipole.data.dmc import load_dmc
 from dipole.data.ogbench import generated_pair_complete, load_ogbench
@@ -450,7 +451,7 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
     Runs without a result.json (not yet run) are left out and counted in `missing`; a task's cell is None when none
     of its seeds finished, and the category is None unless every task of that seed finished.
     """
-    results = {}
+    results, seed_scores = {}, {}
     missing = 0
     for agent in agents:
         per_task, per_seed = {}, {}
@@ -476,12 +477,18 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                       for (w, k, sel), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][2], x[0][0]))
                       if any(len(v) == len(suite.tasks) for v in by_seed.values())]
         results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows}
+        seed_scores[agent] = per_seed
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
                "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing,
                "metric": suite.metric}
+    tau = np.linspace(0.0, 100.0, PROFILE_POINTS) if suite.metric == "success" else None
+    stats = rliable_stats(score_matrices(seed_scores, len(suite.tasks)), list(suite.tasks), tau=tau,
+                          reps=suite.stats_reps)
     atomic_write_json(os.path.join(out_dir, "results.json"), summary)
-    md = markdown_tables(summary)
+    atomic_write_json(os.path.join(out_dir, "stats.json"), stats)
+    md = markdown_tables(summary) + "\n\n" + stats_markdown(stats, unit_of(summary))
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md + "\n")
     bench_plots(summary, out_dir)
+    stats_plot(stats, unit_of(summary), os.path.join(out_dir, "stats.png"))
     return summary

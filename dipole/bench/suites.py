@@ -29,6 +29,7 @@ class Suite:
     source: str = "ogbench"  # 'ogbench' (dataset = an OGBench dataset) or 'dmc' (dataset = a DMC domain)
     data_steps: int | None = None  # dmc: exploratory transitions to collect
     role: str = ""  # 'development' (rules may be studied and chosen here) or 'test' (run once, rules frozen before)
+    stats_reps: int = 10_000  # bootstrap replications of the aggregate statistics (dipole.bench.stats)
 
     @property
     def category(self) -> str:
@@ -73,7 +74,7 @@ SUITES = {
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
                    episodes=2, steps=200, preset="tiny", eval_episodes=2,
                    overrides={"flow_steps": 3, "num_candidates": 2},  # the headline is then one of the sweep's rows
-                   sweep_omegas=(0.0,), sweep_candidates=(1, 2), log_every=100, role="development"),
+                   sweep_omegas=(0.0,), sweep_candidates=(1, 2), log_every=100, role="development", stats_reps=200),
 }
 
 
@@ -92,5 +93,6 @@ SUITES["dmc-walker-mini"] = Suite("dmc-walker-mini", "walker", _dmc_tasks("walke
                                   data_steps=100_000, sweep_candidates=(1,))
 SUITES["smoke-dmc"] = Suite("smoke-dmc", "walker", ("dmc-walker-stand",), episodes=None, steps=200, preset="tiny",
                             eval_episodes=1, overrides={"flow_steps": 3}, source="dmc", data_steps=2000,
-                            sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100, role="development")
+                            sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100, role="development",
+                            stats_reps=200)
 SUITES["ogbench"] = SUITES["ogbench-cube-single-play"]  # alias; run the other categories by name

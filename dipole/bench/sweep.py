@@ -17,7 +17,7 @@ import json
 import os
 
 from dipole.bench.backends import LocalBackend
-from dipole.bench.report import _cell, _unit
+from dipole.bench.report import _cell, unit_of
 from dipole.bench.runner import (
     _own_bench_folder,
     aggregate,
@@ -154,7 +154,7 @@ def sweep_table(summary: dict) -> str:
     spread = f"mean ± std over {summary['seeds']} seeds" if summary["seeds"] > 1 else "one seed, so no spread"
     fixed = ", ".join(f"{k}={_show(v)}" for k, v in summary["identity"]["overrides"].items())
     lines = [f"Sweep of `{summary['agent']}` on `{summary['suite']}`: {summary['category']} category average "
-             f"{_unit(summary)} at the agent's headline setting, {spread}; {summary['steps']} updates, "
+             f"{unit_of(summary)} at the agent's headline setting, {spread}; {summary['steps']} updates, "
              f"{summary['eval_episodes']} episodes per evaluation" + (f"; fixed: {fixed}" if fixed else "") +
              ". Best mean in bold.", "",
              "| " + " | ".join(fields) + " | score |", "|" + "---:|" * (len(fields) + 1)]
@@ -195,7 +195,7 @@ def sweep_plot(summary: dict, path: str) -> None:
         ax.set_xticks(range(len(xs)))
         ax.set_xticklabels([_show(v) for v in xs])
     ax.set_xlabel(fields[0])
-    ax.set_ylabel(f"category {_unit(summary)}")
+    ax.set_ylabel(f"category {unit_of(summary)}")
     ax.set_title(f"{summary['agent']} on {summary['suite']} ({summary['seeds']} seed(s), mean ± std)")
     if len(lines) > 1:
         ax.legend(fontsize=8)
