@@ -91,6 +91,8 @@ def test_bench_writes_the_statistics_of_its_finished_runs(tmp_path, monkeypatch)
                 d = runner._run_dir(str(tmp_path), task, agent, seed)
                 os.makedirs(d)
                 headline = {"success": m[seed, j] / 100, "return": 0.0, "omega": None, "num_candidates": None}
+                if agent == "dipole":  # manipulation tasks also report the share of subgoals held at the end
+                    headline["progress"] = (seed + 1) / 8
                 json.dump({"config": config, "headline": headline, "omega_sweep": None},
                           open(os.path.join(d, "result.json"), "w"))
     runner.run_bench("made-up", ["dipole", "bc"], 4, out_dir=str(tmp_path), report_only=True, log=lambda *_: 0)
@@ -101,4 +103,6 @@ def test_bench_writes_the_statistics_of_its_finished_runs(tmp_path, monkeypatch)
     assert s["profile"]["tau"][:3] == pytest.approx([0.0, 2.0, 4.0]) and len(s["profile"]["tau"]) == 51
     md = open(tmp_path / "results.md").read()
     assert "mean ± std over 4 seeds" in md and "| **IQM** | **35.0 [" in md
+    # the progress table has the agents that report it: 12.5, 25, 37.5, 50 % -> 31.25 ± 13.98
+    assert f"| {tasks[1]} | 31.2 ± 14.0 |" in md and "Subgoal progress" in md
     assert (tmp_path / "stats.png").stat().st_size > 0

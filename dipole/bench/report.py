@@ -34,6 +34,16 @@ def markdown_tables(summary: dict) -> str:
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     cells = [_cell(summary["agents"][a]["category"], bold=True, seeds=summary["seeds"]) for a in agents]
     lines.append(f"| **{summary['category']} ({len(tasks)}-task average)** | " + " | ".join(cells) + " |")
+    with_progress = [a for a in agents if summary["agents"][a].get("subgoal_progress")]
+    if with_progress:
+        lines += ["", "Subgoal progress at the headline setting: the share (%) of the goal's subgoals satisfied when "
+                      "an episode ends (1 - unsatisfied / all, as OGBench's reward counts them), mean ± std over "
+                      "seeds:", "", "| task | " + " | ".join(with_progress) + " |",
+                  "|---|" + "---:|" * len(with_progress)]
+        for t in tasks:
+            cells = [_cell(summary["agents"][a]["subgoal_progress"].get(t), seeds=summary["seeds"])
+                     for a in with_progress]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
     if summary.get("missing"):
         lines += ["", f"{summary['missing']} run(s) of this suite have not finished; their cells show — and the "
                       "average is given only over seeds with every task finished."]

@@ -455,9 +455,9 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
     missing = 0
     for agent in agents:
         per_task, per_seed = {}, {}
-        sweeps = {}
+        sweeps, subgoals = {}, {}
         for task in suite.tasks:
-            scores = []
+            scores, shares = [], []
             for seed in range(seeds):
                 path = _run_dir(out_dir, task, agent, seed, "result.json")
                 if not os.path.exists(path):
@@ -465,18 +465,23 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                     continue
                 r = json.load(open(path))
                 scores.append(_score(suite, r["headline"]))
+                if r["headline"].get("progress") is not None:  # manipulation tasks: subgoals held at the end
+                    shares.append(100 * r["headline"]["progress"])
                 per_seed.setdefault(seed, []).append(scores[-1])
                 for row in r["omega_sweep"] or []:
                     key = (row["omega"], row["num_candidates"], row_selection(row) or "")
                     sweeps.setdefault(key, {}).setdefault(seed, []).append(_score(suite, row))
             per_task[task] = _mean_std(scores) if scores else None
+            if shares:
+                subgoals[task] = _mean_std(shares)
         complete = [np.mean(v) for v in per_seed.values() if len(v) == len(suite.tasks)]
         category = _mean_std(complete) if complete else None
         sweep_rows = [{"omega": w, "num_candidates": k, "selection": sel or None,
                        "score": _mean_std([np.mean(v) for v in by_seed.values() if len(v) == len(suite.tasks)])}
                       for (w, k, sel), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][2], x[0][0]))
                       if any(len(v) == len(suite.tasks) for v in by_seed.values())]
-        results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows}
+        results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows,
+                          "subgoal_progress": subgoals}
         seed_scores[agent] = per_seed
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
                "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing,
