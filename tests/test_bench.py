@@ -162,3 +162,31 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     assert calls == [("again", 0.0, 1, None)] * 2
     for e in (e for per in envs for e in per):
         e.close()
+
+
+def test_a_suite_with_learning_curves_records_the_headline_while_training(tmp_path, monkeypatch):
+    """eval_every: each member's result.json carries its curve (eval.csv of its population, headline setting); the
+    last point is the headline evaluation itself (same members, keys and episodes), and the report tabulates and
+    draws the curves."""
+    import dataclasses
+
+    from dipole.bench import runner
+
+    suite = dataclasses.replace(SUITES["smoke"], name="smoke-curves", eval_every=100, eval_episodes=1,
+                                sweep_candidates=(2,))
+    monkeypatch.setitem(runner.SUITES, "smoke-curves", suite)
+    summary = runner.run_bench("smoke-curves", ["dipole"], 2, out_dir=str(tmp_path), workers=1, log=lambda *_: 0)
+    task = suite.tasks[0]
+    for seed in (0, 1):
+        r = json.load(open(tmp_path / "runs" / task / "dipole" / f"seed{seed}" / "result.json"))
+        assert [p["step"] for p in r["curve"]] == [100, 200] and "progress" not in r["curve"][0]
+        assert r["curve"][-1]["success"] == r["headline"]["success"]
+        assert r["curve"][-1]["return"] == pytest.approx(r["headline"]["return"], abs=1e-4)
+    curve = summary["agents"]["dipole"]["curves"]["success"]
+    firsts = [100 * json.load(open(tmp_path / "runs" / task / "dipole" / f"seed{s}" / "result.json"))["curve"][0]
+              ["success"] for s in (0, 1)]
+    assert curve["steps"] == [100, 200] and curve["category"][0] == (float(np.mean(firsts)), float(np.std(firsts)))
+    assert list(summary["agents"]["dipole"]["curves"]) == ["success", "return"]
+    md = open(tmp_path / "results.md").read()
+    assert "Learning curves: category average success rate (%)" in md and "| 100 | " in md
+    assert (tmp_path / "curves.png").stat().st_size > 0

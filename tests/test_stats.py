@@ -93,7 +93,13 @@ def test_bench_writes_the_statistics_of_its_finished_runs(tmp_path, monkeypatch)
                 headline = {"success": m[seed, j] / 100, "return": 0.0, "omega": None, "num_candidates": None}
                 if agent == "dipole":  # manipulation tasks also report the share of subgoals held at the end
                     headline["progress"] = (seed + 1) / 8
-                json.dump({"config": config, "headline": headline, "omega_sweep": None},
+                    # a learning curve: success at 50 % of its final value at step 100, then the final value
+                    curve = [{"step": 100, "success": m[seed, j] / 200, "progress": 0.0},
+                             {"step": 200, "success": m[seed, j] / 100, "progress": (seed + 1) / 8}]
+                    headline_curve = {"curve": curve}
+                else:
+                    headline_curve = {}
+                json.dump({"config": config, "headline": headline, "omega_sweep": None, **headline_curve},
                           open(os.path.join(d, "result.json"), "w"))
     runner.run_bench("made-up", ["dipole", "bc"], 4, out_dir=str(tmp_path), report_only=True, log=lambda *_: 0)
     s = json.load(open(tmp_path / "stats.json"))
@@ -106,3 +112,13 @@ def test_bench_writes_the_statistics_of_its_finished_runs(tmp_path, monkeypatch)
     # the progress table has the agents that report it: 12.5, 25, 37.5, 50 % -> 31.25 ± 13.98
     assert f"| {tasks[1]} | 31.2 ± 14.0 |" in md and "Subgoal progress" in md
     assert (tmp_path / "stats.png").stat().st_size > 0
+    # curves: the category is the task average per seed, then mean ± std over seeds (A's row means 25, 35, 45, 45)
+    curves = json.load(open(tmp_path / "results.json"))["agents"]["dipole"]["curves"]
+    per_seed = A.mean(axis=1)
+    assert curves["success"]["steps"] == [100, 200]
+    assert curves["success"]["category"][1] == pytest.approx([per_seed.mean(), per_seed.std()])
+    assert curves["success"]["category"][0] == pytest.approx([per_seed.mean() / 2, per_seed.std() / 2])
+    assert curves["progress"]["tasks"][tasks[0]][0] == [0.0, 0.0]
+    assert "bc" not in [a for a, v in json.load(open(tmp_path / "results.json"))["agents"].items() if v["curves"]]
+    assert f"| 200 | {per_seed.mean():.1f} ± {per_seed.std():.1f} |" in md and "subgoal progress (%)" in md
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -44,6 +44,23 @@ def markdown_tables(summary: dict) -> str:
             cells = [_cell(summary["agents"][a]["subgoal_progress"].get(t), seeds=summary["seeds"])
                      for a in with_progress]
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    curves = {a: summary["agents"][a]["curves"] for a in agents if summary["agents"][a].get("curves")}
+    for metric in ("success", "progress"):
+        with_metric = [a for a, c in curves.items() if metric in c]
+        if not with_metric:
+            continue
+        steps = sorted({st for a in with_metric for st in curves[a][metric]["steps"]})
+        what = "success rate (%)" if metric == "success" else "subgoal progress (%)"
+        lines += ["", f"Learning curves: category average {what} at the headline setting while training, mean ± std "
+                      "over seeds:", "", "| updates | " + " | ".join(with_metric) + " |",
+                  "|---:|" + "---:|" * len(with_metric)]
+        for st in steps:
+            cells = []
+            for a in with_metric:
+                c = curves[a][metric]
+                cells.append(_cell(c["category"][c["steps"].index(st)] if st in c["steps"] else None,
+                                   seeds=summary["seeds"]))
+            lines.append(f"| {st} | " + " | ".join(cells) + " |")
     if summary.get("missing"):
         lines += ["", f"{summary['missing']} run(s) of this suite have not finished; their cells show — and the "
                       "average is given only over seeds with every task finished."]
@@ -92,4 +109,46 @@ def bench_plots(summary: dict, out_dir: str) -> None:
         axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "results.png"), dpi=110)
+    plt.close(fig)
+
+
+def curve_plots(summary: dict, path: str) -> None:
+    """Learning curves (bench suites that evaluate while training): success (and subgoal progress where the tasks
+    report it) against updates, the category average and each task, mean ± std over seeds."""
+    agents = [a for a in summary["agents"] if summary["agents"][a].get("curves")]
+    if not agents:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in ("success", "progress") if any(m in summary["agents"][a]["curves"] for a in agents)]
+    metrics = metrics or ["return"]  # tasks without a success signal (DMC)
+    tasks = list(next(iter(summary["agents"].values()))["tasks"])
+    cols = ["category"] + tasks
+    fig, axes = plt.subplots(len(metrics), len(cols), figsize=(3.2 * len(cols), 2.8 * len(metrics)), squeeze=False)
+    for r, metric in enumerate(metrics):
+        for c, col in enumerate(cols):
+            ax = axes[r][c]
+            for i, a in enumerate(agents):
+                cur = summary["agents"][a]["curves"].get(metric)
+                cells = cur and (cur["category"] if col == "category" else cur["tasks"].get(col))
+                if not cells:
+                    continue
+                pts = [(st, v) for st, v in zip(cur["steps"], cells) if v is not None]
+                x = np.array([p[0] for p in pts])
+                m, s = np.array([p[1][0] for p in pts]), np.array([p[1][1] for p in pts])
+                ax.plot(x, m, marker="o", ms=3, color=f"C{i}", label=a)
+                ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.15)
+            title = summary["category"] if col == "category" else col.split("singletask-")[-1].removesuffix("-v0")
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("updates", fontsize=8)
+            if c == 0:
+                ax.set_ylabel({"success": "success (%)", "progress": "subgoal progress (%)"}.get(metric, metric))
+            if metric != "return":
+                ax.set_ylim(-3, 103)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -19,7 +19,7 @@ import numpy as np
 
 from dipole.agents import build_config, get_agent
 from dipole.bench.backends import LocalBackend, PopulationJob
-from dipole.bench.report import bench_plots, markdown_tables, unit_of
+from dipole.bench.report import bench_plots, curve_plots, markdown_tables, unit_of
 from dipole.bench.stats import PROFILE_POINTS, rliable_stats, score_matrices, stats_markdown, stats_plot
 from dipole.bench.suites import SUITES, Suite
 from dipole.data.dmc import load_dmc
@@ -37,6 +37,7 @@ from dipole.runners.evaluation import (
     setting_label,
     sweep_settings,
 )
+from dipole.runners.logging import read_csv
 from dipole.runners.offline import TrainSettings, fmt_seconds, train
 from dipole.runners.population import (
     Member,
@@ -233,8 +234,10 @@ def _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides):
         if "omega" in fields:
             sweep = omega_sweep(agent, task, list(suite.sweep_omegas), list(suite.sweep_candidates),
                                 suite.eval_episodes, seed=seed, selections=_selections(suite, agent))
+        curve = learning_curves(run_dir, (task, seed)).get((task, seed)) if suite.eval_every else None
         atomic_write_json(result_path, {"task": task, "agent": agent_name, "seed": seed, "steps": suite.steps,
-                                        "headline": headline, "omega_sweep": sweep, "config": config.to_dict()})
+                                        "headline": headline, "omega_sweep": sweep, "config": config.to_dict(),
+                                        **({"curve": curve} if curve else {})})
     return aggregate(suite, agents, seeds, out_dir)
 
 
@@ -246,7 +249,9 @@ def _config(suite, agent_name, task, overrides):
 
 
 def _settings(suite, seed, progress=False):
-    return TrainSettings(steps=suite.steps, seed=seed, log_every=suite.log_every, eval_every=0, eval_episodes=0,
+    # a suite with learning curves evaluates the headline setting while training (eval.csv), at the end too
+    return TrainSettings(steps=suite.steps, seed=seed, log_every=suite.log_every, eval_every=suite.eval_every,
+                         eval_episodes=suite.eval_episodes if suite.eval_every else 0,
                          save_every=max(suite.log_every, suite.steps // 10 // suite.log_every * suite.log_every),
                          progress=progress)
 
@@ -327,11 +332,26 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                 f"episodes in {time.time() - t0:.0f} s")
         finally:
             close_eval_envs(envs)
+        curves = learning_curves(pop_dir) if suite.eval_every else {}
         for m, head, sweep in zip(group, headline, sweeps):
             atomic_write_json(_run_dir(out_dir, m.task, agent_name, m.seed, "result.json"),
                               {"task": m.task, "agent": agent_name, "seed": m.seed, "steps": suite.steps,
                                "headline": head, "omega_sweep": sweep or None, "config": config.to_dict(),
-                               "population": pop_dir})
+                               "population": pop_dir, **({"curve": curves[(m.task, m.seed)]} if curves else {})})
+
+
+CURVE_FIELDS = ("success", "progress", "return")
+
+
+def learning_curves(run_dir: str, member: tuple | None = None) -> dict:
+    """{(task, seed): [{step, success, progress, return}, ...]} from a population's eval.csv, or a single run's
+    (whose rows name no member: `member` is its (task, seed)): the headline setting evaluated while training;
+    progress only on manipulation tasks."""
+    out = {}
+    for row in read_csv(os.path.join(run_dir, "eval.csv")):
+        point = {"step": int(row["step"]), **{k: row[k] for k in CURVE_FIELDS if isinstance(row.get(k), float)}}
+        out.setdefault(member or (row["task"], int(row["seed"])), []).append(point)
+    return out
 
 
 def params_digest(pop) -> str:
@@ -445,6 +465,30 @@ def _score(suite: Suite, res: dict) -> float:
     return 100 * res["success"] if suite.metric == "success" else res["return"]
 
 
+def _curves(suite: Suite, points: dict) -> dict:
+    """Learning curves of one agent: {metric: {"steps", "category": [mean, std] per step, "tasks": {task: ...}}}
+    with success and progress in %, the category the task average per seed (seeds with every task at that step)."""
+    if not points:
+        return {}
+    out = {}
+    for metric in CURVE_FIELDS:
+        scale = 100.0 if metric in ("success", "progress") else 1.0
+        value = {(t, s, step): scale * p[metric] for t, by_seed in points.items() for s, by_step in by_seed.items()
+                 for step, p in by_step.items() if metric in p}
+        if not value:
+            continue
+        steps = sorted({step for _, _, step in value})
+        tasks = {t: [_mean_std(v) if (v := [x for (tt, _, st), x in value.items() if tt == t and st == step]) else None
+                     for step in steps] for t in suite.tasks if t in points}
+        category = []
+        for step in steps:
+            per_seed = [np.mean([value[(t, s, step)] for t in suite.tasks]) for s in {s for _, s, _ in value}
+                        if all((t, s, step) in value for t in suite.tasks)]
+            category.append(_mean_std(per_seed) if per_seed else None)
+        out[metric] = {"steps": steps, "category": category, "tasks": tasks}
+    return out
+
+
 def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict:
     """Per task: mean ± std over seeds of success (%) (DMC: return). Per category: the 5-task average per seed, then mean ± std.
 
@@ -455,7 +499,7 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
     missing = 0
     for agent in agents:
         per_task, per_seed = {}, {}
-        sweeps, subgoals = {}, {}
+        sweeps, subgoals, curve_points = {}, {}, {}
         for task in suite.tasks:
             scores, shares = [], []
             for seed in range(seeds):
@@ -467,6 +511,8 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                 scores.append(_score(suite, r["headline"]))
                 if r["headline"].get("progress") is not None:  # manipulation tasks: subgoals held at the end
                     shares.append(100 * r["headline"]["progress"])
+                for point in r.get("curve") or []:
+                    curve_points.setdefault(task, {}).setdefault(seed, {})[point["step"]] = point
                 per_seed.setdefault(seed, []).append(scores[-1])
                 for row in r["omega_sweep"] or []:
                     key = (row["omega"], row["num_candidates"], row_selection(row) or "")
@@ -481,7 +527,7 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                       for (w, k, sel), by_seed in sorted(sweeps.items(), key=lambda x: (x[0][1], x[0][2], x[0][0]))
                       if any(len(v) == len(suite.tasks) for v in by_seed.values())]
         results[agent] = {"tasks": per_task, "category": category, "omega_sweep": sweep_rows,
-                          "subgoal_progress": subgoals}
+                          "subgoal_progress": subgoals, "curves": _curves(suite, curve_points)}
         seed_scores[agent] = per_seed
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
                "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing,
@@ -495,5 +541,6 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md + "\n")
     bench_plots(summary, out_dir)
+    curve_plots(summary, os.path.join(out_dir, "curves.png"))
     stats_plot(stats, unit_of(summary), os.path.join(out_dir, "stats.png"))
     return summary

@@ -30,6 +30,7 @@ class Suite:
     data_steps: int | None = None  # dmc: exploratory transitions to collect
     role: str = ""  # 'development' (rules may be studied and chosen here) or 'test' (run once, rules frozen before)
     stats_reps: int = 10_000  # bootstrap replications of the aggregate statistics (dipole.bench.stats)
+    eval_every: int = 0  # > 0: also evaluate the headline setting every so many updates (learning curves)
 
     @property
     def category(self) -> str:
