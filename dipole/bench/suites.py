@@ -71,6 +71,20 @@ SUITES = {
                                          # the test suite of the protocol's second round (docs/protocol.md)
                                          ("puzzle-3x3", 15_000, "test", (0.0, 1.0)))
     },
+    # Pilot (learning curves, to find where agents separate): OGBench's full dataset size (1000 episodes), the tasks
+    # that came off the floor in the mini suites, the headline evaluated every 10k updates with 20 episodes (and
+    # subgoal progress on manipulation tasks), plus K 1 at omega 0 at the end. Run with --agents bc,iql,ifql,dipole.
+    **{
+        f"pilot-{cat}": Suite(f"pilot-{cat}", dataset, tuple(f"{dataset.removesuffix('-v0')}-singletask-task{i}-v0"
+                                                         for i in tasks),
+                              episodes=1000, steps=steps, preset="small", eval_episodes=20, overrides={"lr": 1e-3},
+                              sweep_omegas=(0.0,), sweep_candidates=(1,), eval_every=10_000, role="pilot")
+        for cat, dataset, tasks, steps in (("cube-single", "cube-single-play-v0", (1, 2, 3, 4), 50_000),
+                                           ("pointmaze", "pointmaze-medium-navigate-v0", (1, 3), 50_000),
+                                           ("scene", "scene-play-v0", (1,), 100_000),
+                                           ("puzzle-3x3", "puzzle-3x3-play-v0", (1,), 100_000),
+                                           ("cube-double", "cube-double-play-v0", (1,), 100_000))
+    },
     # For tests and smoke runs: one task, a handful of updates.
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
                    episodes=2, steps=200, preset="tiny", eval_episodes=2,
