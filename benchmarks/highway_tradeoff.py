@@ -6,7 +6,7 @@ combined reward, the scripted drivers, BC and IQL, over several seeds.
 
 Two stages that share no data and no episodes: `dev` (driver data drawn with seed 1, agents and evaluation episodes
 seeded 100, 40 episodes per point) is where settings such as the safety critic's expectile, the guard and the
-headline term weights are chosen (docs/highway_terms.md); `final` (data seed 0, seeds 0, 1, 2, 50 episodes per seed
+headline term weights are chosen (results/highway_terms.md); `final` (data seed 0, seeds 0, 1, 2, 50 episodes per seed
 and point) reports with those choices frozen in dipole/agents/presets.py beforehand. Every agent of a stage trains as one population per agent (all seeds, and for
 retrained DIPOLE all reward weightings, in one compiled program) in OUT/runs/NAME; every evaluation is cached in
 OUT/results.json, so a killed run resumes where it stopped (training from its last checkpoint).
@@ -45,7 +45,7 @@ TERM_GRID = ("speed=0,safety=0,lane=0", "speed=1,safety=0,lane=1", "speed=1,safe
 RETRAIN_GRID = ("collision=10,offroad=10", "collision=100,offroad=100", "collision=1000,offroad=1000")
 GUARDED = "num_candidates=16;selection=argmax;guard_term=safety;guard_threshold=0"
 PARTS = ("drivers", "terms", "retrained", "baselines")
-STAGES = {  # defaults of each stage (docs/highway_terms.md, "Protocol")
+STAGES = {  # defaults of each stage (results/highway_terms.md, "Protocol")
     "final": {"data_seed": 0, "seeds": "0,1,2", "episodes": 50, "term_grid": ";".join(TERM_GRID),
               "retrain": ";".join(RETRAIN_GRID), "baselines": "bc,iql", "terms_eval": []},
     "dev": {"data_seed": 1, "seeds": "100", "episodes": 40,
@@ -362,7 +362,7 @@ def table(results) -> str:
 
 
 def dev_choice(results) -> str:
-    """The dev stage's rule (docs/highway_terms.md, written before the dev run): among dipole-terms' points, those
+    """The dev stage's rule (results/highway_terms.md, written before the dev run): among dipole-terms' points, those
     failing at most one episode more often than the `normal` driver; the fastest of them; if none, the point with
     the fewest failures (ties: the faster)."""
     ev = results["evals"]

@@ -338,7 +338,7 @@ def test_a_task_rule_key_that_matches_no_field_is_refused(monkeypatch):
 
 
 def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit_overrides_win():
-    # docs/protocol.md, rule 3 on the development suites: DIPOLE omega 0, K 32, tilt (chosen for its iql critic form,
+    # results/protocol.md, rule 3 on the development suites: DIPOLE omega 0, K 32, tilt (chosen for its iql critic form,
     # and applied to it alone); CFGRL omega 0, K 1; IFQL K 4
     iql = {"critic": "iql"}
     for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-double-play-singletask-task2-v0",
@@ -357,7 +357,7 @@ def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit
 
 
 def test_round_2_training_choices_apply_to_the_four_ogbench_categories_only_and_explicit_overrides_win():
-    # docs/protocol.md, round 2 freeze: DIPOLE one network, IQL alpha 3; IFQL, CFGRL keep expectile 0.9
+    # results/protocol.md, round 2 freeze: DIPOLE one network, IQL alpha 3; IFQL, CFGRL keep expectile 0.9
     for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-single-play-singletask-task1-v0",
                  "scene-play-singletask-task3-v0", "puzzle-3x3-play-singletask-task4-v0"):
         assert build_config("dipole", task, "small", {"critic": "iql"}).shared_actor is True

@@ -22,11 +22,11 @@ SIZE_PRESETS = {
 # form ('policy', the default) keeps the authors' defaults (omega 0, i.e. their cfg 1, 32 candidates by argmax)
 # until a protocol round chooses otherwise. Discount 0.995 for long-horizon tasks and FQL's distillation alpha per category, both
 # as in FQL's paper; DIPOLE's headline omega.
-# the OGBench categories the protocol's development and test suites speak for (docs/protocol.md)
+# the OGBench categories the protocol's development and test suites speak for (results/protocol.md)
 OGBENCH_CATEGORIES = ("pointmaze-*", "cube-*", "scene-*", "puzzle-*")
 
 TASK_RULES = [
-    # OGBench: DIPOLE's headline sampling, chosen by the rule of docs/protocol.md on the development suites
+    # OGBench: DIPOLE's headline sampling, chosen by the rule of results/protocol.md on the development suites
     # (pointmaze-mini and cube-single-mini: the highest mean of their category averages over omega {0, 1, 2} x
     # {K 1, K 32 argmax, K 32 tilt}) and frozen before any test suite ran. Tilt at omega 0 resamples uniformly
     # among pi+ samples, so this samples pi+.
@@ -40,7 +40,7 @@ TASK_RULES = [
     # 30.3 / 25.8: pointmaze-mini 58.0 and cube-single-mini 26.5 at K 4; 48.0 and 12.5 at its published K 32); frozen
     # before IFQL ran on any test suite.
     *((category, {"ifql.num_candidates": 4}) for category in OGBENCH_CATEGORIES),
-    # Round 2 (docs/protocol.md, rule 6): each agent's training config, its default or the one variant named in
+    # Round 2 (results/protocol.md, rule 6): each agent's training config, its default or the one variant named in
     # advance, whichever has the higher mean of the two development suites' category averages; frozen before the
     # round's test suite (puzzle-3x3-mini) ran. DIPOLE: one network for pi+ and pi- (41.0 against 35.5 with two
     # networks, at the sampling frozen above); IQL: alpha 3 (32.3 against 28.5). IFQL and CFGRL keep expectile 0.9
@@ -67,7 +67,7 @@ TASK_RULES = [
     # Chosen after comparing 0.9 / 0.7 / 0.5 on this benchmark's own evaluation (README, docs/highway_*.md).
     ("highway-*", {**{f"{a}.expectile": 0.7 for a in ("iql", "ifql", "cfgrl", "dipole-terms", "dipole[critic=iql]")},
                    "dipole[critic=iql].adv_norm": "running_std", "dipole[critic=iql].beta": 1.0, "iql.alpha": 1.0}),
-    # dipole-terms' driving headline, chosen by the dev stage's rule (docs/highway_terms.md: driver data seed 1,
+    # dipole-terms' driving headline, chosen by the dev stage's rule (results/highway_terms.md: driver data seed 1,
     # seed 100, 40 episodes per point; none of it is in the reported table) and frozen before the final run: the
     # safety critic at a pessimistic expectile 0.3 (speed and lane at 0.7), every term weighted 1, plain guidance.
     ("highway-*", {"dipole-terms.term_expectiles": (0.7, 0.3, 0.7), "dipole-terms.term_weights": (1.0, 1.0, 1.0),

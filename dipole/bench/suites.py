@@ -60,7 +60,7 @@ SUITES = {
     },
     # Manipulation on 2 CPU cores (OGBench's own play protocol, 200 episodes instead of 1000): 5 tasks x 4 seeds as one
     # population per agent in about 30 minutes. cube-single is a development suite, cube-double, scene and puzzle-3x3
-    # are test suites (see docs/protocol.md).
+    # are test suites (see results/protocol.md).
     **{
         f"{cat}-mini": Suite(f"{cat}-mini", f"{cat}-play-v0", _tasks(f"{cat}-play-v0"), episodes=200, steps=steps,
                              preset="small", eval_episodes=10, overrides={"lr": 1e-3}, sweep_omegas=omegas, role=role)
@@ -68,7 +68,7 @@ SUITES = {
         for cat, steps, role, omegas in (("cube-single", 15_000, "development", (0.0, 1.0, 2.0)),
                                          ("cube-double", 15_000, "test", (0.0, 1.0)),
                                          ("scene", 15_000, "test", (0.0, 1.0)),
-                                         # the test suite of the protocol's second round (docs/protocol.md)
+                                         # the test suite of the protocol's second round (results/protocol.md)
                                          ("puzzle-3x3", 15_000, "test", (0.0, 1.0)))
     },
     # Pilot (learning curves, to find where agents separate): OGBench's full dataset size (1000 episodes), the tasks

@@ -5,7 +5,7 @@ refused if its overrides change) whose runs share the suite's data in OUT/data. 
 go to the backend together, so on Ray they run side by side. The sweep table (OUT/sweep.md, .json, .png) gives the
 category score of the agent's headline setting at each point, mean ± std over seeds.
 
-Choosing settings is what development suites are for (docs/protocol.md): a sweep refuses any other suite unless
+Choosing settings is what development suites are for (results/protocol.md): a sweep refuses any other suite unless
 `any_suite` is set.
 """
 
@@ -70,7 +70,7 @@ def run_sweep(suite_name: str, agent: str, grid: dict[str, list], seeds: int, ou
         kind = f"a {suite.role} suite" if suite.role else "not a development suite"
         raise UsageError(f"--suite {suite_name} is {kind}: settings are chosen on development suites "
                          f"({', '.join(_development())}) and reported on test suites with the settings frozen "
-                         "before (docs/protocol.md); pass --any-suite to sweep it all the same")
+                         "before (results/protocol.md); pass --any-suite to sweep it all the same")
     if not grid:
         raise UsageError("a sweep needs at least one --grid FIELD=V1,V2,...")
     overrides = dict(overrides or {})
