@@ -1,0 +1,1 @@
+"""Benchmark suites, the resumable runner and its backends, sweeps, tables, statistics and the quickstart."""
