@@ -64,7 +64,7 @@ TASK_RULES = [
     # whatever the weights. IQL has no such normalisation; alpha 1 keeps its weights from collapsing onto a few rows.
     # Traffic is stochastic: an upper expectile of 0.9 values a risky manoeuvre by its lucky outcomes (measured:
     # DIPOLE crashes more as omega grows from 17%, IQL in 73%), 0.7 as IQL uses on MuJoCo locomotion is less so.
-    # Chosen after comparing 0.9 / 0.7 / 0.5 on this benchmark's own evaluation (README, docs/highway_*.md).
+    # Chosen after comparing 0.9 / 0.7 / 0.5 on this benchmark's own evaluation (results/highway_tradeoff*.md).
     ("highway-*", {**{f"{a}.expectile": 0.7 for a in ("iql", "ifql", "cfgrl", "dipole-terms", "dipole[critic=iql]")},
                    "dipole[critic=iql].adv_norm": "running_std", "dipole[critic=iql].beta": 1.0, "iql.alpha": 1.0}),
     # dipole-terms' driving headline, chosen by the dev stage's rule (results/highway_terms.md: driver data seed 1,

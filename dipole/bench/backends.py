@@ -110,7 +110,8 @@ class RayBackend:
             ray.init(address=self.address, **kwargs)
         except ConnectionError as e:
             raise UsageError(f"--address {self.address}: no Ray cluster found ({e}); start one with `ray start "
-                             "--head` (see the README), or leave --address out to start Ray on this machine") from None
+                             "--head` (see docs/distributed.md), or leave --address out to start Ray on this "
+                             "machine") from None
         res = ray.cluster_resources()
         log(f"ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPU(s), {res.get('GPU', 0):g} GPU(s); each job "
             f"takes {self.cpus_per_run:g} CPU(s) and {self.gpus_per_run:g} GPU(s)")

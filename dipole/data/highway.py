@@ -17,17 +17,18 @@ def load_highway(name: str, dataset_path: str | None = None, clip_actions: bool 
     """-> Dataset with rewards from the terms under the weights in `name`; masks 0 only on crash/off-road ends."""
     base, weights = parse_highway_name(name)
     path = os.path.expanduser(dataset_path or os.path.join(DEFAULT_DATA_DIR, f"{base}.npz"))
-    arrays = read_npz(path, "highway dataset", "dipole data highway")
+    remake = "dipole data highway" + ("" if base == "highway-fast-v0" else f" {base}")
+    arrays = read_npz(path, "highway dataset", remake)
     needed = ["observations", "actions", "next_observations", "terminated"] + [f"terms/{t}" for t in TERMS]
     missing = [k for k in needed if k not in arrays]
     if missing:
-        raise DatasetError(f"{path}: missing key(s) {missing}; remake it with `dipole data highway`")
+        raise DatasetError(f"{path}: missing key(s) {missing}; remake it with `{remake}`")
     check_same_rows(arrays, needed, path)
     terms = [f"terms/{t}" for t in TERMS] + ["terminated"]
     for key in terms:
         if arrays[key].ndim != 1:
             raise DatasetError(f"{path}: field '{key}' must have shape (N,), got {arrays[key].shape}; remake it with "
-                               "`dipole data highway`")
+                               f"`{remake}`")
     arrays["rewards"] = sum(weights[t] * arrays[f"terms/{t}"] for t in TERMS).astype(np.float32)
     arrays["masks"] = 1.0 - arrays["terminated"]
     # per-term rewards for agents that weight terms at inference (dipole-terms), unweighted: speed in [0, 1],

@@ -245,8 +245,9 @@ def load_ogbench(
     if missing:
         raise MissingFileError(
             f"OGBench dataset files not found: {missing}. Make them locally with "
-            f"`{_remake(dataset)}` (writes to {DEFAULT_DATASET_DIR}), pass --dataset PATH to an "
-            "existing NAME.npz (with NAME-val.npz beside it), or allow OGBench's download with --download."
+            f"`{_remake(dataset, os.path.dirname(train_file))}`, pass --dataset PATH to an existing NAME.npz (with "
+            "NAME-val.npz beside it), or, where the internet is reachable, let OGBench download them "
+            "(`dipole train --download`)."
         )
     for f in (train_file, val_file):
         if os.path.isdir(f):

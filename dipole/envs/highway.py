@@ -85,7 +85,7 @@ def _import_highway():
     try:
         import highway_env  # noqa: F401  (registers the gymnasium ids)
     except ImportError:
-        raise MissingDependencyError("the highway benchmark needs highway-env: pip install 'dipole-rl[highway]'") from None
+        raise MissingDependencyError("the highway benchmark needs highway-env: pip install -e '.[highway]'") from None
 
 
 class HighwayDriving:

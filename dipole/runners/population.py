@@ -355,10 +355,10 @@ def check_population_fits(memory: dict, free: int | None = None) -> None:
             f"(data {_gib(memory['data_bytes'])} + {math.ceil(memory['members'] / devices)} x "
             f"{_gib(memory['per_member_bytes'])} per member) but {where} {_gib(free)} free; "
             + (f"train at most {fit} members at a time (fewer seeds or tasks; `dipole bench --max-population "
-               f"{fit}`)" if fit >= 1 else "not even one member fits beside the data" if
+               f"{fit}`) or smaller networks (--preset small)" if fit >= 1 else
+               "not even one member fits beside the data: use smaller networks (--preset small)" if
                memory["data_bytes"] < MEMORY_HEADROOM * free else
-               "the data alone does not fit: use a smaller dataset")
-            + " or smaller networks (--preset small)")
+               "the data alone does not fit: use a smaller dataset or smaller networks (--preset small)"))
 
 
 def use_cpu_cores() -> None:
