@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import fcntl
 import json
-import math
 import os
 import time
 

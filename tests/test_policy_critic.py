@@ -14,7 +14,7 @@ from conftest import TINY, random_transitions
 from dipole import DIPOLEAgent, DIPOLEConfig
 from dipole.agents import build_config, make, make_config
 from dipole.errors import UsageError
-from dipole.nn import critic, flow
+from dipole.nn import critic
 
 
 def _agent(**fields):

@@ -27,20 +27,15 @@ from dipole.data.dataset import Dataset
 from dipole.data.replay import ReplayBuffer
 from dipole.envs import make_env
 from dipole.errors import UsageError
-from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
+from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.intervals import check_intervals
 from dipole.runners.logging import LogSettings, RunLogger
+from dipole.runners.loop import FINETUNE_FORMAT, resume_point
 from dipole.seeding import stream_key, stream_rng, stream_seed
 from dipole.storage import (
-    CheckpointError,
     atomic_write_json,
-    list_checkpoints,
-    read_checkpoint,
-    resolve_checkpoint,
 )
-
-FINETUNE_FORMAT = 1
 
 
 @dataclasses.dataclass
@@ -188,22 +183,13 @@ def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, 
     obs = None
     run_id = new_run_id()
 
-    ckpts = list_checkpoints(run_dir) if resume else []
-    if resume and not ckpts:
-        log(f"--resume: no checkpoint in {run_dir}; starting the fine-tune from the given agent")
-    if ckpts:
-        path = resolve_checkpoint(run_dir, log=log)
-        header, raw = read_checkpoint(path)
-        ft = header.get("finetune")
-        if ft is None or ft.get("format") != FINETUNE_FORMAT:
-            raise CheckpointError(f"{path} is not a fine-tuning checkpoint; use a new --run-dir for the fine-tune")
-        saved = {"agent": header["agent"], **{k: v for k, v in header.items() if k in facts},
-                 **{k: v for k, v in ft.items() if k in facts},
-                 **{f"config.{k}": v for k, v in header["config"].items()}}
-        check_resume(path, saved, facts)
-        check_run_id(run_dir, path, header)
+    found = (resume_point(run_dir, facts, None, log, "finetune", fresh="starting the fine-tune from the given agent")
+             if resume else None)
+    ckpts = found is not None
+    if found is not None:
+        header, raw, _, run_id, path = found
+        ft = header["finetune"]
         agent = restore(header, raw)
-        run_id = header.get("run_id", run_id)
         extra = raw["extra"]
         buffer.restore_online(extra, ft["online_count"])
         state.update(env_step=ft["env_step"], episode=ft["episode"], ep_return=ft["ep_return"],

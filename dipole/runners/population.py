@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from functools import partial
 
 import jax
@@ -33,7 +32,7 @@ import numpy as np
 from dipole.agents import get_agent
 from dipole.data.dataset import Dataset, DatasetError
 from dipole.errors import UsageError
-from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
+from dipole.runfolder import open_run_folder
 from dipole.runners.evaluation import (
     MAX_EVAL_ENVS,
     EvalWorkers,
@@ -41,17 +40,9 @@ from dipole.runners.evaluation import (
     make_eval_envs,
     run_group_episodes,
 )
-from dipole.runners.logging import LogSettings, RunLogger
-from dipole.runners.offline import (
-    TrainSettings,
-    cpu_warning,
-    fmt_seconds,
-    network_label,
-    resume_point,
-    selection_note,
-)
-from dipole.seeding import stream_key
-from dipole.storage import atomic_write_json, list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
+from dipole.runners.logging import LogSettings
+from dipole.runners.offline import TrainSettings, selection_note
+from dipole.storage import list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
 
 SHARED_KEYS = ("observations", "actions", "next_observations")
 OPTIONAL_SHARED_KEYS = ("term_rewards",)  # kept when the first task's data has them (dipole-terms' reward per term)
@@ -271,7 +262,16 @@ def population_chunk(agents, data: dict, data_keys, task_idx, num_updates: int, 
         agent, infos = jax.lax.scan(one, agent, None, length=num_updates)
         return agent, jax.tree_util.tree_map(jnp.mean, infos)
 
-    return jax.vmap(member)(agents, data_keys, task_idx)
+    return _over_members(member, agents, data_keys, task_idx)
+
+
+def _over_members(fn, agents, *per_member):
+    """fn over the leading member axis: `jax.vmap`, or for a single member the unbatched program a single run has
+    always compiled (so its numbers stay those of earlier releases bit for bit)."""
+    if per_member[0].shape[0] == 1:
+        out = fn(unstack(agents, 0), *(x[0] for x in per_member))
+        return jax.tree_util.tree_map(lambda x: x[None], out)
+    return jax.vmap(fn)(agents, *per_member)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -286,7 +286,7 @@ def population_validation(agents, data: dict, keys, task_idx, batch_size: int):
         batch["masks"] = data["masks"][idx, t]
         return agent.update(batch)[1]
 
-    return jax.vmap(member)(agents, keys, task_idx)
+    return _over_members(member, agents, keys, task_idx)
 
 
 # ---------------------------------------------------------------------------------------------- devices, memory
@@ -350,8 +350,9 @@ def check_population_fits(memory: dict, free: int | None = None) -> None:
     if memory["per_device_bytes"] > MEMORY_HEADROOM * free:
         fit = int((MEMORY_HEADROOM * free - memory["data_bytes"]) // memory["per_member_bytes"]) * devices
         where = "the device has" if devices == 1 else f"each of the {devices} devices has"
+        what = "a run" if memory["members"] == 1 else f"a population of {memory['members']} members"
         raise UsageError(
-            f"a population of {memory['members']} members needs about {_gib(memory['per_device_bytes'])} per device "
+            f"{what} needs about {_gib(memory['per_device_bytes'])} per device "
             f"(data {_gib(memory['data_bytes'])} + {math.ceil(memory['members'] / devices)} x "
             f"{_gib(memory['per_member_bytes'])} per member) but {where} {_gib(free)} free; "
             + (f"train at most {fit} members at a time (fewer seeds or tasks; `dipole bench --max-population "
@@ -457,13 +458,6 @@ def train(run_dir: str, env_name, dataset, agent_name: str = "dipole", config=No
                             agent_name, config, settings, resume, log, val, logging, overwrite)
 
 
-def _resume_fields(agent_name, members, config, data: PopulationData, val: PopulationData | None) -> dict:
-    return {"agent": agent_name, "members": [[m.task, m.seed] for m in members],
-            "dataset_fingerprints": dict(zip(data.tasks, data.fingerprints)),
-            "val_dataset_fingerprints": dict(zip(val.tasks, val.fingerprints)) if val is not None else None,
-            **{f"config.{k}": v for k, v in config.to_dict().items()}}
-
-
 def train_population(
     run_dir: str,
     members: list[Member],
@@ -498,125 +492,11 @@ def train_population(
         raise UsageError(f"member task(s) {unknown} have no reward column in the population data (tasks "
                          f"{data.tasks})")
     agent_cls.check_dataset(config, data.dataset(data.tasks[0]))
+    from dipole.runners.loop import run_offline
+
     with open_run_folder(run_dir, resume, overwrite, log):
-        return _train(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data,
-                      logging, memory_free)
-
-
-def _train(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data, logging,
-           memory_free):
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    facts = _resume_fields(agent_name, members, config, data, val_data)
-    start_step, run_id, state = 0, new_run_id(), None
-    found = resume_point(run_dir, facts, settings.steps, log, population=True) if resume else None
-    if found is not None:
-        _, state, start_step, run_id = found
-    ex_obs, ex_act = data.shared["observations"][:1], data.shared["actions"][:1]
-    one = agent_cls.create(members[0].seed, ex_obs, ex_act, config)
-    one.check_sampling()  # a bad omega or K in the config fails now, not at the first evaluation
-    mesh, padded = member_mesh(len(members))
-    devices = 1 if mesh is None else mesh.size
-    memory = population_memory(one, padded, data.nbytes(), config.batch_size, devices,
-                               val_data.nbytes() if val_data is not None else 0)
-    check_population_fits(memory, memory_free)  # before the members are made, let alone compiled
-    agents = create_members(agent_name, config, members, ex_obs, ex_act)
-    if state is not None:
-        from flax.serialization import from_state_dict
-
-        agents = from_state_dict(agents, state["agent"])
-
-    task_idx = np.array([data.task_index(m.task) for m in members], np.int32)
-    data_keys = jnp.stack([stream_key(m.seed, "data") for m in members])
-    val_keys = jnp.stack([stream_key(m.seed, "val") for m in members])
-    atomic_write_json(os.path.join(run_dir, "config.json"), {
-        "agent": agent_name, "run_id": run_id, "members": [dataclasses.asdict(m) for m in members],
-        "config": config.to_dict(), "train": dataclasses.asdict(settings), "memory": memory,
-        "datasets": {t: {**s, "fingerprint": f, "path": n}
-                     for t, s, f, n in zip(data.tasks, data.summaries, data.fingerprints, data.names)}})
-    logger = RunLogger(run_dir, ("metrics", "eval"), start_step, logging,
-                       config={"agent": agent_name, "members": len(members), **config.to_dict(),
-                               **dataclasses.asdict(settings)})
-
-    dev_data = _place(data.arrays(), mesh, split=False)
-    dev_val = _place(val_data.arrays(), mesh, split=False) if val_data is not None else None
-    val_idx = (np.array([val_data.task_index(m.task) for m in members], np.int32) if val_data is not None else None)
-    run_agents = _place(_pad(agents, padded), mesh, split=True)
-    run_keys = _place(_pad(data_keys, padded), mesh, split=True)
-    run_tasks = _place(_pad(jnp.asarray(task_idx), padded), mesh, split=True)
-    real = np.arange(len(members))
-
-    warning = cpu_warning(config, settings.steps)
-    if warning and start_step < settings.steps:
-        log(warning)
-    from tqdm import tqdm
-
-    bar = tqdm(total=settings.steps, initial=start_step, desc=f"train {agent_name} x{len(members)}", unit="upd",
-               disable=not settings.progress, dynamic_ncols=True)
-    step, t_start, compiled, eval_envs = start_step, time.time(), {}, None
-    population = Population(agents, members)
-    while step < settings.steps:
-        n = min(settings.log_every, settings.steps - step)
-        t_chunk = time.time()
-        if n not in compiled:
-            compiled[n] = population_chunk.lower(run_agents, dev_data, run_keys, run_tasks, n,
-                                                 config.batch_size).compile()
-            t_compile = time.time() - t_chunk
-            t_chunk = time.time()
-        run_agents, info = compiled[n](run_agents, dev_data, run_keys, run_tasks)
-        info = {k: np.asarray(v)[real] for k, v in jax.device_get(info).items()}
-        if step == start_step:
-            per_update = (time.time() - t_chunk) / n
-            bar.write(f"training a population of {len(members)} {agent_name} agents ({_describe(members)}): "
-                      f"{settings.steps - step} updates each, networks {network_label(config)}, batch "
-                      f"{config.batch_size}, {devices} {jax.devices()[0].platform} device(s) "
-                      f"({jax.devices()[0].device_kind}), memory about {_gib(memory['total_bytes'])}; compiled in "
-                      f"{t_compile:.1f} s, first {n} updates {per_update * 1e3:.2f} ms each for all members -> about "
-                      f"{fmt_seconds(per_update * (settings.steps - step))} of training, evaluation not included")
-        step += n
-        bar.update(n)
-        bad = sorted({(members[i].label(), k) for k, v in info.items() for i in np.nonzero(~np.isfinite(v))[0]})
-        if bad:
-            raise FloatingPointError(f"non-finite training metrics at step {step}: {bad[:4]}; lower config.lr or "
-                                     "check data")
-        periodic = settings.eval_every and step % settings.eval_every == 0
-        evaluate = settings.eval_episodes and (periodic or step == settings.steps)
-        save = step % settings.save_every == 0 or step == settings.steps
-        if dev_val is not None or evaluate or save:  # the real members, without the padding
-            population = Population(take(run_agents, real), members)
-        val = None
-        if dev_val is not None:
-            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(val_keys, step)
-            val = jax.device_get(population_validation(population.agents, dev_val, keys, jnp.asarray(val_idx),
-                                                       config.batch_size))
-        elapsed = round(time.time() - t_start, 3)
-        for i, m in enumerate(members):
-            row = {"step": step, "task": m.task, "seed": m.seed, "time": elapsed,
-                   **{k: float(v[i]) for k, v in info.items()}}
-            if val is not None:
-                row.update({f"val/{k}": float(v[i]) for k, v in val.items()})
-            logger.log("metrics", row, tag=f"{m.task}/seed{m.seed}")
-        bar.set_postfix(q_loss=f"{np.mean(info.get('q_loss', np.nan)):.3g}", refresh=False)
-        if evaluate:
-            eval_envs = eval_envs or population_eval_envs(population, settings.eval_episodes)
-            rows = evaluate_population(population, settings.eval_episodes, envs=eval_envs)
-            for m, res in zip(members, rows):
-                logger.log("eval", {"step": step, "task": m.task, "seed": m.seed, **res},
-                           tag=f"{m.task}/seed{m.seed}")
-            bar.write(f"step {step}: " + _eval_line(members, rows))
-        if save and not settings.progress:  # no bar (e.g. a Ray worker): a line per checkpoint instead
-            rate = (time.time() - t_start) / (step - start_step)
-            log(f"train {agent_name} x{len(members)}: step {step}/{settings.steps}, "
-                f"{fmt_seconds(time.time() - t_start)} elapsed, ETA {fmt_seconds(rate * (settings.steps - step))}")
-        if save:
-            header = {k: v for k, v in facts.items() if not k.startswith("config.") and k != "agent"}
-            save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
-                            lambda path: save_population(path, population, run_id=run_id, **header))
-    bar.close()
-    logger.close()
-    for envs in eval_envs or []:
-        for e in envs:
-            e.close()
-    return population
+        return run_offline(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data,
+                           logging, memory_free)
 
 
 def _describe(members: list[Member]) -> str:
