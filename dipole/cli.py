@@ -409,24 +409,9 @@ def _checkpoint_config_class(path: str | None):
 # ---------------------------------------------------------------------------------------------- actions
 def _load_training_data(env: str, dataset: str | None, download: bool, clip_actions: bool):
     """-> (train Dataset, validation Dataset or None) for any environment family."""
-    if env.startswith("highway-"):
-        from dipole.data.highway import load_highway
+    from dipole.data import load_dataset
 
-        train_ds, val_ds = load_highway(env, dataset, clip_actions=clip_actions), None
-    elif env.startswith("dmc-"):
-        from dipole.data.dmc import load_dmc
-
-        if not dataset:
-            raise UsageError("--env dmc-* needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc DOMAIN`)")
-        e, train_ds = load_dmc(env, dataset, clip_actions=clip_actions)
-        e.close()
-        val_ds = None
-    else:
-        from dipole.data.ogbench import load_ogbench
-
-        e, train_ds, val_ds = load_ogbench(env, dataset_path=dataset, allow_download=download,
-                                           clip_actions=clip_actions)
-        e.close()
+    train_ds, val_ds = load_dataset(env, dataset, download, clip_actions)
     if train_ds.num_clipped_actions:
         print(f"note: clipped {train_ds.num_clipped_actions} out-of-range action rows to [-1, 1] (--clip-actions)")
     return train_ds, val_ds

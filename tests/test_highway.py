@@ -125,6 +125,29 @@ def test_generated_data_loads_validates_and_reweights(highway_data):
     np.testing.assert_array_equal(data["next_observations"][inner], data["observations"][inner + 1])
 
 
+def test_highway_suites_read_their_tasks_through_the_dataset_registry(highway_data, tmp_path):
+    """A bench suite of reward weightings: each task's rewards are its weighting of one driving file, shared rows."""
+    import shutil
+
+    from dipole.bench.runner import _load_task, prepare_data
+    from dipole.bench.suites import SUITES
+    from dipole.data import load_dataset
+    from dipole.runners.population import load_population_data
+
+    suite = SUITES["smoke-highway"]
+    assert suite.metric == "return" and suite.category == "highway-fast"
+    shutil.copy(highway_data["path"], tmp_path / "highway-fast-v0.npz")  # there already: not driven again
+    train_file = prepare_data(suite, str(tmp_path), 1, log=print)
+    assert train_file == str(tmp_path / "highway-fast-v0.npz")
+    data, val = load_population_data(list(suite.tasks), _load_task(suite, train_file))
+    raw = np.load(train_file)
+    assert val is None and data.tasks == list(suite.tasks)
+    for i, task in enumerate(suite.tasks):
+        weights = parse_highway_name(task)[1]
+        np.testing.assert_allclose(data.rewards[:, i], sum(weights[t] * raw[f"terms/{t}"] for t in TERMS), rtol=1e-6)
+        np.testing.assert_array_equal(load_dataset(task, train_file)[0]["rewards"], data.rewards[:, i])
+
+
 def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     from dipole.agents import get_agent
     from dipole.runners.evaluation import evaluate_agent

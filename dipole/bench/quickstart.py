@@ -10,7 +10,7 @@ import os
 import time
 
 from dipole.agents import build_config
-from dipole.data.ogbench import load_ogbench
+from dipole.data import load_dataset
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.runfolder import open_run_folder
 from dipole.runners.offline import TrainSettings, train
@@ -37,8 +37,7 @@ def _quickstart(run_dir, episodes, steps, lr, eval_episodes, omegas, candidates,
     print(f"[1/3] generating {episodes} episodes of {QUICKSTART_DATASET} (OGBench protocol) ...", flush=True)
     info = generate_ogbench(QUICKSTART_DATASET, episodes=episodes, workers=workers, seed=seed,
                             out_dir=os.path.join(run_dir, "data"))
-    env, dataset, val_dataset = load_ogbench(QUICKSTART_TASK, dataset_path=info["train_path"])
-    env.close()
+    dataset, val_dataset = load_dataset(QUICKSTART_TASK, info["train_path"])
     print(f"      {len(dataset)} transitions in {info['seconds']:.0f}s", flush=True)
 
     # Small networks and a 40k-update CPU budget: Adam at 1e-3 instead of the paper's 3e-4 (which needs far more

@@ -22,8 +22,8 @@ from dipole.bench.backends import LocalBackend, PopulationJob
 from dipole.bench.report import bench_plots, curve_plots, markdown_tables, unit_of
 from dipole.bench.stats import PROFILE_POINTS, rliable_stats, score_matrices, stats_markdown, stats_plot
 from dipole.bench.suites import SUITES, Suite
-from dipole.data.dmc import load_dmc
-from dipole.data.ogbench import generated_pair_complete, load_ogbench
+from dipole.data import load_dataset
+from dipole.data.ogbench import generated_pair_complete
 from dipole.datagen.dmc import generate_dmc
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.errors import RunFolderError, UsageError
@@ -188,6 +188,15 @@ def prepare_data(suite: Suite, default_dir: str, workers: int, log) -> str:
             log(f"collecting {suite.data_steps} exploratory {suite.dataset} transitions into {data_dir}")
             generate_dmc(suite.dataset, steps=suite.data_steps, explorers=8, workers=workers, seed=0,
                          out_dir=data_dir)
+    elif suite.source == "highway":
+        train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
+        if not os.path.exists(train_file):  # written atomically, whole or not at all
+            from dipole.datagen.highway import DEFAULT_DATA_EPISODES, generate_highway
+
+            log(f"driving {suite.episodes or DEFAULT_DATA_EPISODES} scripted-driver {suite.dataset} episodes into "
+                f"{data_dir}")
+            generate_highway(suite.dataset, episodes=suite.episodes or DEFAULT_DATA_EPISODES, workers=workers, seed=0,
+                             out_dir=data_dir)
     else:
         train_file = os.path.join(data_dir, f"{suite.dataset}.npz")
         if not generated_pair_complete(train_file):  # missing, or a generation that was killed half way
@@ -257,16 +266,7 @@ def _settings(suite, seed, progress=False):
 
 
 def _load_task(suite, train_file):
-    def load(task):
-        if suite.source == "dmc":
-            env, dataset = load_dmc(task, train_file)
-            env.close()
-            return dataset, None
-        env, dataset, val = load_ogbench(task, dataset_path=train_file)
-        env.close()
-        return dataset, val
-
-    return load
+    return lambda task: load_dataset(task, train_file)
 
 
 def run_population_job(job: PopulationJob, log=print, progress: bool = True) -> None:

@@ -26,7 +26,7 @@ class Suite:
     sweep_selections: tuple = ("argmax", "tilt")  # rules evaluated at each K > 1 (agents without 'tilt' skip it)
     log_every: int = 1000
     data_dir: str | None = None  # None: <out>/data; the paper-scale suites use ~/.ogbench/data
-    source: str = "ogbench"  # 'ogbench' (dataset = an OGBench dataset) or 'dmc' (dataset = a DMC domain)
+    source: str = "ogbench"  # 'ogbench' (an OGBench dataset), 'dmc' (a DMC domain) or 'highway' (driver data)
     data_steps: int | None = None  # dmc: exploratory transitions to collect
     role: str = ""  # 'development' (rules may be studied and chosen here) or 'test' (run once, rules frozen before)
     stats_reps: int = 10_000  # bootstrap replications of the aggregate statistics (dipole.bench.stats)
@@ -38,8 +38,8 @@ class Suite:
 
     @property
     def metric(self) -> str:
-        """OGBench tasks are scored by success rate (%), DMC tasks (no success signal) by episode return."""
-        return "return" if self.source == "dmc" else "success"
+        """OGBench tasks are scored by success rate (%), DMC and driving tasks (no success signal) by episode return."""
+        return "success" if self.source == "ogbench" else "return"
 
 
 def _tasks(dataset: str) -> tuple:
@@ -85,6 +85,12 @@ SUITES = {
                                            ("puzzle-3x3", "puzzle-3x3-play-v0", (1,), 100_000),
                                            ("cube-double", "cube-double-play-v0", (1,), 100_000))
     },
+    # Driving (highway-env, scripted drivers' data): one dataset, its tasks are reward weightings of the same data
+    # (the default one, and safety and speed weighted up), so a population trains them together.
+    "highway-mini": Suite("highway-mini", "highway-fast-v0",
+                          ("highway-fast-v0", "highway-fast-v0:collision=300,offroad=300", "highway-fast-v0:speed=3"),
+                          episodes=None, steps=20_000, preset="small", eval_episodes=10, overrides={"lr": 1e-3},
+                          sweep_omegas=(0.0, 1.0), source="highway", role="development"),
     # For tests and smoke runs: one task, a handful of updates.
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
                    episodes=2, steps=200, preset="tiny", eval_episodes=2,
@@ -106,6 +112,11 @@ for _domain in ("walker", "cheetah", "quadruped"):
 SUITES["dmc-walker-mini"] = Suite("dmc-walker-mini", "walker", _dmc_tasks("walker"), episodes=None, steps=20_000,
                                   preset="small", eval_episodes=5, overrides={"lr": 1e-3}, source="dmc",
                                   data_steps=100_000, sweep_candidates=(1,))
+SUITES["smoke-highway"] = Suite("smoke-highway", "highway-fast-v0", ("highway-fast-v0", "highway-fast-v0:speed=3"),
+                                episodes=6, steps=100, preset="tiny", eval_episodes=1,
+                                overrides={"flow_steps": 3, "num_candidates": 2}, sweep_omegas=(0.0,),
+                                sweep_candidates=(1,), log_every=50, source="highway", role="development",
+                                stats_reps=200)
 SUITES["smoke-dmc"] = Suite("smoke-dmc", "walker", ("dmc-walker-stand",), episodes=None, steps=200, preset="tiny",
                             eval_episodes=1, overrides={"flow_steps": 3}, source="dmc", data_steps=2000,
                             sweep_omegas=(0.0, 2.0), sweep_candidates=(1,), log_every=100, role="development",
