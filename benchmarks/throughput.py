@@ -102,7 +102,7 @@ def bench_size(spec: str, name: str, obs_dim: int, action_dim: int, seconds: flo
     }
     for batch_obs in (1, 1024):
         obs = jnp.asarray(r.normal(size=(batch_obs, obs_dim)), jnp.float32)
-        for k in (1, 32) if agent.ranks_candidates else (1,):
+        for k in (1, 32) if agent.samples_with("num_candidates") else (1,):
             key = jax.random.PRNGKey(0)
             dt = timed(lambda: agent.sample_actions(obs, key, num_candidates=k).block_until_ready(), seconds / 4)
             out["latency_ms"][f"batch{batch_obs}_K{k}"] = dt * 1e3

@@ -272,8 +272,8 @@ def make_commands(argv: list[str]) -> dict[str, type]:
 
         checkpoint: str
         """Checkpoint file, or a run folder (its newest valid checkpoint)."""
-        omega: tuple[float, ...] = DEFAULT_OMEGAS
-        """Greediness values to evaluate."""
+        omega: Optional[tuple[float, ...]] = None
+        """Greediness values to evaluate (default: 0 0.5 1 2 4, for agents with a greediness knob)."""
         num_candidates: tuple[int, ...] = (1, 32)
         """Candidate counts K to evaluate (1: no selection)."""
         selection: Optional[tuple[str, ...]] = None
@@ -551,15 +551,18 @@ def cmd_eval(a):
         raise UsageError(f"--episodes must be >= 1, got {a.episodes}")
     config = config_cls.from_dict(header["config"]).replace(**overrides)
     agent, header = load_checkpoint(path, config)
-    omegas = list(a.omega) if hasattr(agent.config, "omega") else [None]
+    has_omega = agent.samples_with("omega")
+    omegas = list(DEFAULT_OMEGAS if a.omega is None else a.omega) if has_omega else [None]
     candidates = list(a.num_candidates)
-    if not agent.ranks_candidates and any(k > 1 for k in candidates):
+    if not agent.samples_with("num_candidates") and any(k > 1 for k in candidates):
         candidates = [1]
         print(f"note: agent '{header['agent']}' cannot rank candidate actions; evaluating with --num-candidates 1")
-    if omegas == [None] and any(w != 0.0 for w in a.omega) and tuple(a.omega) != DEFAULT_OMEGAS:
-        terms = " (it weights reward terms: use --term-weights)" if hasattr(agent, "weight_vector") else ""
+    if not has_omega and a.omega is not None and any(w != 0.0 for w in a.omega):
+        terms = " (it weights reward terms: use --term-weights)" if agent.samples_with("term_weights") else ""
         raise UsageError(f"agent '{header['agent']}' has no greediness knob; --omega applies to dipole and cfgrl"
                          + terms)
+    env_name = a.env or header["env"]
+    out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
     if not omegas or not candidates:
         raise UsageError("--omega and --num-candidates need at least one value each")
     selections = list(dict.fromkeys(("argmax", agent.selection_of()))) if a.selection is None else list(a.selection)
@@ -567,20 +570,18 @@ def cmd_eval(a):
         raise UsageError("--selection needs at least one value (argmax, tilt)")
     if all(k == 1 for k in candidates):
         selections = ["argmax"]  # no selection happens at K = 1
+    if a.term_weights or agent.samples_with("term_weights"):
+        return _eval_term_weights(a, agent, header, path, env_name, out_dir, candidates, selections)
     for w in omegas:  # every value is checked before the first evaluation
         for k in candidates:
             for sel in selections:
-                agent.check_sampling(omega=w, num_candidates=k, selection=sel)
-    env_name = a.env or header["env"]
-    out_dir = a.out or (a.checkpoint if os.path.isdir(a.checkpoint) else os.path.dirname(path))
-    if a.term_weights or hasattr(agent, "weight_vector"):
-        return _eval_term_weights(a, agent, header, path, env_name, out_dir, candidates, selections)
+                agent.sampling(omega=w, num_candidates=k, selection=sel)
     stem = new_output_stem(out_dir, f"eval-step{header['step']:08d}")
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
     rows = run_sweep(agent, env_name, stem, omegas, candidates, a.episodes, a.seed,
                      title=f"{env_name} @ step {header['step']}", selections=selections)
-    print(format_sweep_table(rows, getattr(agent.config, "omega", None), getattr(agent.config, "num_candidates", 1),
-                             agent.selection_of()))
+    head = agent.sampling().fields()
+    print(format_sweep_table(rows, head["omega"], head["num_candidates"], agent.selection_of()))
     print(f"wrote {stem}.json and {stem}.png")
 
 
@@ -588,13 +589,17 @@ def _eval_term_weights(a, agent, header, path, env_name, out_dir, candidates, se
     """`dipole eval` of an agent that weights reward terms: one sweep over K and selection per weight setting."""
     from dipole.runners.sweep import format_sweep_table, new_output_stem, run_sweep
 
-    if not hasattr(agent, "weight_vector"):
+    if not agent.samples_with("term_weights"):
         raise UsageError(f"agent '{header['agent']}' has no reward terms; --term-weights applies to dipole-terms "
                          "(use --omega)")
-    if tuple(a.omega) != DEFAULT_OMEGAS:
+    if a.omega is not None:
         raise UsageError(f"agent '{header['agent']}' weights reward terms instead of one omega; use --term-weights "
                          f"(terms: {', '.join(agent.config.terms)})")
-    settings = [agent.weight_vector(w) for w in a.term_weights] or [agent.weight_vector()]  # all checked first
+    for w in a.term_weights or [None]:  # every setting is checked before the first evaluation
+        for k in candidates:
+            for sel in selections:
+                agent.sampling(num_candidates=k, selection=sel, term_weights=w)
+    settings = [agent.weight_vector(w) for w in a.term_weights] or [agent.weight_vector()]
     print(f"loaded {path} (agent {header['agent']}, step {header['step']}); evaluating on {env_name}")
     for vec in settings:
         named = ", ".join(f"{t}={w:g}" for t, w in zip(agent.config.terms, vec))

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, get_type_hints
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dipole.errors import UsageError
@@ -141,6 +142,27 @@ def _q_apply(q_net, q_params, obs, actions):
     return q_net.apply(q_params, obs, actions)
 
 
+class Sampling(flax.struct.PyTreeNode):
+    """How an agent acts, resolved and checked once by `Agent.sampling` and frozen: `agent.act(obs, key, sampling)`
+    takes it, under `jax.jit` and `jax.vmap` over a population's members alike.
+
+    `guidance` is omega as a float32 scalar (0 for agents without a greediness knob), or, for an agent with a weight
+    per reward term (dipole-terms), the weight vector; `temperature` is a Gaussian policy's (0 acts with the mean).
+    `num_candidates` and `selection` shape the program and are static. `row` is what an evaluation records of it.
+    """
+
+    guidance: jax.Array
+    temperature: jax.Array
+    num_candidates: int = flax.struct.field(pytree_node=False, default=1)
+    selection: str = flax.struct.field(pytree_node=False, default="argmax")
+    row: tuple = flax.struct.field(pytree_node=False, default=())  # ((field, value), ...) of an evaluation row
+
+    def fields(self) -> dict:
+        """omega (None for agents without one), num_candidates, selection (None at K = 1) and, for agents with a
+        weight per reward term, term_weights: the columns an evaluation row carries."""
+        return {k: dict(v) if k == "term_weights" else v for k, v in self.row}
+
+
 class Agent(flax.struct.PyTreeNode):
     """Base of every agent: acting with argument checks, the shared gradient step, and `save`.
 
@@ -149,9 +171,23 @@ class Agent(flax.struct.PyTreeNode):
     `create`, `update` and `_sample(obs (B, D), rng, omega, num_candidates)`.
     """
 
-    ranks_candidates: ClassVar[bool] = False  # whether a critic can rank K > 1 candidate actions
-    has_temperature: ClassVar[bool] = False  # whether the policy is a distribution with a temperature (Gaussian)
-    tilts_candidates: ClassVar[bool] = False  # whether selection='tilt' applies (needs beta and an advantage)
+    # What the agent samples with, the one declaration every caller reads (never its config's fields): a subset of
+    # "omega" (a greediness knob), "num_candidates" (a critic ranks K > 1 candidates), "selection" (how one of K is
+    # kept: argmax, or tilt for agents with an advantage temperature), "temperature" (a Gaussian policy's) and
+    # "term_weights" (a weight per reward term instead of omega).
+    SAMPLING: ClassVar[frozenset] = frozenset()
+
+    @classmethod
+    def samples_with(cls, setting: str) -> bool:
+        return setting in cls.SAMPLING
+
+    @property
+    def ranks_candidates(self) -> bool:
+        return "num_candidates" in self.SAMPLING
+
+    @property
+    def tilts_candidates(self) -> bool:
+        return "selection" in self.SAMPLING
 
     # ------------------------------------------------------------------ learning
     def apply_loss(self, loss_fn, *args, **changes):
@@ -174,70 +210,85 @@ class Agent(flax.struct.PyTreeNode):
         (s, a, r, mask, s') data; agents needing more fields say so)."""
 
     # ------------------------------------------------------------------ acting
-    def check_sampling(self, omega: float | None = None, num_candidates: int | None = None,
-                       temperature: float | None = None, selection: str | None = None) -> tuple[float, int]:
-        """Refuse sampling arguments (or config values, for those left None) this agent cannot use -> (omega, K)."""
+    def sampling(self, omega: float | None = None, num_candidates: int | None = None, selection: str | None = None,
+                 temperature: float | None = None, term_weights=None) -> Sampling:
+        """The one resolver of sampling settings: the given ones (None: the config's) checked against what this agent
+        samples with (`SAMPLING`) -> a frozen `Sampling` for `act`. Refused with one message each: a knob the agent
+        lacks, omega < 0, K < 1, an unknown selection rule or tilt without an advantage temperature, a negative
+        temperature, bad term weights."""
         cfg = self.config
-        if omega is not None and not hasattr(cfg, "omega"):
+        if omega is not None and "omega" not in self.SAMPLING:
+            if "term_weights" in self.SAMPLING:
+                raise UsageError(f"agent '{cfg.agent}' has a weight per reward term instead of one omega; pass "
+                                 f"term_weights, e.g. {{'{cfg.terms[0]}': 2.0}} (terms: {list(cfg.terms)})")
             raise UsageError(f"agent '{cfg.agent}' has no greediness knob; omega applies to dipole and cfgrl")
-        if temperature is not None and not self.has_temperature:
+        if temperature is not None and "temperature" not in self.SAMPLING:
             raise UsageError(f"agent '{cfg.agent}' samples from a flow and has no temperature; temperature applies "
                              "to iql")
         if temperature is not None and not temperature >= 0:
             raise UsageError(f"temperature must be >= 0 (0 acts with the mean), got {temperature}")
-        omega = getattr(cfg, "omega", 0.0) if omega is None else float(omega)
-        k = getattr(cfg, "num_candidates", 1) if num_candidates is None else int(num_candidates)
+        if term_weights is not None and "term_weights" not in self.SAMPLING:
+            raise UsageError(f"agent '{cfg.agent}' has no reward terms; term weights apply to dipole-terms")
+        has_omega = "omega" in self.SAMPLING
+        omega = (float(cfg.omega) if has_omega else 0.0) if omega is None else float(omega)
+        k = (int(cfg.num_candidates) if "num_candidates" in self.SAMPLING else 1) if num_candidates is None \
+            else int(num_candidates)
         if not omega >= 0:
             raise UsageError(f"omega must be >= 0 (0 samples pi+, larger is greedier), got {omega}")
         if k < 1:
             raise UsageError(f"num_candidates must be >= 1 (1 turns rejection sampling off), got {k}")
-        if k > 1 and not self.ranks_candidates:
+        if k > 1 and "num_candidates" not in self.SAMPLING:
             raise UsageError(f"agent '{cfg.agent}' does not rank candidate actions by a critic; use num_candidates=1")
-        self.selection_of(selection)
-        return omega, k
+        sel = self.selection_of(selection)
+        row = [("omega", omega if has_omega else None), ("num_candidates", k), ("selection", sel if k > 1 else None)]
+        if "term_weights" in self.SAMPLING:
+            guidance = jnp.asarray(self.weight_vector(term_weights))
+            row.append(("term_weights", tuple(zip(cfg.terms, map(float, np.asarray(guidance))))))
+        else:
+            guidance = jnp.float32(omega)
+        return Sampling(guidance, jnp.float32(temperature or 0.0), k, sel, tuple(row))
+
+    def check_sampling(self, omega: float | None = None, num_candidates: int | None = None,
+                       temperature: float | None = None, selection: str | None = None) -> tuple[float, int]:
+        """Refuse sampling arguments (or config values, for those left None) this agent cannot use -> (omega, K)."""
+        s = self.sampling(omega, num_candidates, selection, temperature)
+        return (float(s.guidance) if "term_weights" not in self.SAMPLING else 0.0), s.num_candidates
 
     def selection_of(self, selection: str | None = None) -> str:
         """The candidate selection rule to use: `selection`, or the config's (agents without one use 'argmax')."""
         from dipole.nn.flow import SELECTIONS
 
-        sel = getattr(self.config, "selection", "argmax") if selection is None else selection
+        sel = (self.config.selection if "selection" in self.SAMPLING else "argmax") if selection is None \
+            else selection
         if sel not in SELECTIONS:
             raise UsageError(f"selection must be one of {', '.join(SELECTIONS)}, got {sel!r}")
-        if sel == "tilt" and not self.tilts_candidates:
+        if sel == "tilt" and "selection" not in self.SAMPLING:
             raise UsageError(f"agent '{self.config.agent}' has no advantage temperature to tilt candidates by; "
                              "selection='tilt' applies to dipole (use 'argmax')")
         return sel
 
-    def sampling_guidance(self, omega: float | None = None, term_weights=None):
-        """What `_sample` takes as its guidance argument: omega (the config's when None) as a float32 scalar.
-        Agents with a weight per reward term (dipole-terms) take `term_weights` instead."""
-        if term_weights is not None:
-            raise UsageError(f"agent '{self.config.agent}' has no reward terms; term weights apply to dipole-terms")
-        omega, _ = self.check_sampling(omega)
-        return jnp.float32(omega)
-
-    def sampling_extras(self, temperature: float | None = None, selection: str | None = None) -> dict:
-        """The agent-specific keyword arguments of `_sample` (temperature for Gaussian policies, selection for
-        agents that tilt candidates)."""
+    def act(self, obs, key, sampling: Sampling):
+        """Actions in [-1, 1] for observations (B, D) under a resolved `sampling`; pure, so it may be jitted and
+        vmapped over a population's stacked members (`jax.vmap(lambda ag, o, k: ag.act(o, k, s))`)."""
         extra = {}
-        if self.has_temperature:
-            extra["temperature"] = jnp.float32(temperature or 0.0)
-        if self.tilts_candidates:
-            extra["selection"] = self.selection_of(selection)
-        return extra
+        if "temperature" in self.SAMPLING:
+            extra["temperature"] = sampling.temperature
+        if "selection" in self.SAMPLING:
+            extra["selection"] = sampling.selection
+        return self._sample(obs, key, sampling.guidance, sampling.num_candidates, **extra)
 
     def sample_actions(self, obs, rng, omega: float | None = None, num_candidates: int | None = None,
-                       temperature: float | None = None, selection: str | None = None):
+                       temperature: float | None = None, selection: str | None = None, term_weights=None):
         """Actions in [-1, 1] for observations (D,) or (B, D); omega, K and selection default to the config's values.
 
         `temperature` (Gaussian policies only, e.g. IQL): 0 acts with the mean (evaluation, the default), 1 samples
         the policy as trained (acting online). `selection` ('argmax' or 'tilt', dipole only) is how one of K > 1
-        candidates is kept: see `dipole.nn.flow.select_candidates`."""
-        omega, k = self.check_sampling(omega, num_candidates, temperature, selection)
+        candidates is kept: see `dipole.nn.flow.select_candidates`. `term_weights` (dipole-terms only) names some
+        reward terms' weights (e.g. {'safety': 4.0} or 'speed=1,safety=4'); the others keep the config's."""
+        s = self.sampling(omega, num_candidates, selection, temperature, term_weights)
         obs = jnp.asarray(obs, jnp.float32)
         single = obs.ndim == 1
-        actions = self._sample(jnp.atleast_2d(obs), rng, jnp.float32(omega), k,
-                               **self.sampling_extras(temperature, selection))
+        actions = self.act(jnp.atleast_2d(obs), rng, s)
         return actions[0] if single else actions
 
     def critic_values(self, obs, actions):

@@ -40,7 +40,7 @@ class CFGRLConfig(AgentConfig):
 
 
 class CFGRLAgent(Agent):
-    ranks_candidates = True
+    SAMPLING = frozenset({"omega", "num_candidates"})
 
     params: Any
     target_q: Any

@@ -122,8 +122,7 @@ CRITICS = ("policy", "iql")
 
 
 class DIPOLEAgent(Agent):
-    ranks_candidates = True
-    tilts_candidates = True
+    SAMPLING = frozenset({"omega", "num_candidates", "selection"})
 
     params: Any  # {'actor': ..., 'q': ..., 'v': ...}
     target_q: Any

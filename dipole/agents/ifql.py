@@ -29,7 +29,7 @@ class IFQLConfig(AgentConfig):
 
 
 class IFQLAgent(Agent):
-    ranks_candidates = True
+    SAMPLING = frozenset({"num_candidates"})
 
     params: Any  # {'actor', 'q', 'v'}
     target_q: Any

@@ -31,7 +31,7 @@ class IQLConfig(AgentConfig):
 
 
 class IQLAgent(Agent):
-    has_temperature = True
+    SAMPLING = frozenset({"temperature"})
     params: Any  # {'actor', 'q', 'v'}
     target_q: Any
     opt_state: Any

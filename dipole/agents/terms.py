@@ -140,8 +140,7 @@ def parse_term_weights(text: str) -> dict:
 
 
 class TermsAgent(Agent):
-    ranks_candidates = True
-    tilts_candidates = True
+    SAMPLING = frozenset({"num_candidates", "selection", "term_weights"})
 
     params: Any  # {'actor': ..., 'q': ..., 'v': ...}
     target_q: Any
@@ -283,16 +282,6 @@ class TermsAgent(Agent):
             lam[name] = float(value)
         return np.asarray([lam[t] for t in self.config.terms], np.float32)
 
-    def sampling_guidance(self, omega: float | None = None, term_weights=None):
-        """The weight vector lambda that `_sample` takes (populations call `_sample` directly)."""
-        self._refuse_omega(omega)
-        return jnp.asarray(self.weight_vector(term_weights))
-
-    def _refuse_omega(self, omega):
-        if omega is not None:
-            raise UsageError(f"agent 'dipole-terms' has a weight per reward term instead of one omega; pass "
-                             f"term_weights, e.g. {{'{self.config.terms[0]}': 2.0}} (terms: {list(self.config.terms)})")
-
     def reference_velocity_fn(self):
         """v_0 alone (the behaviour policy): one network call per step instead of 2T + 1."""
         def fn(obs, x, t):
@@ -311,18 +300,6 @@ class TermsAgent(Agent):
         """G_k(s, a) per term (B, T), normalised as the pairs were weighted."""
         g = self.term_advantages(self.params, obs, actions)
         return self.normalised(g, self.adv_var_ema, jnp.maximum(self.step, 1))
-
-    def sample_actions(self, obs, rng, term_weights: Mapping[str, float] | str | None = None,
-                       num_candidates: int | None = None, selection: str | None = None, omega: float | None = None,
-                       temperature: float | None = None):
-        """Actions in [-1, 1] for observations (D,) or (B, D), at the terms' weights: `term_weights` names some
-        terms (e.g. {'safety': 4.0} or 'speed=1,safety=4'); the others keep the config's `term_weights`."""
-        lam = self.sampling_guidance(omega, term_weights)
-        _, k = self.check_sampling(None, num_candidates, temperature, selection)
-        obs = jnp.asarray(obs, jnp.float32)
-        single = obs.ndim == 1
-        actions = self._sample(jnp.atleast_2d(obs), rng, lam, k, self.selection_of(selection))
-        return actions[0] if single else actions
 
     @partial(jax.jit, static_argnames=("num_candidates", "selection"))
     def _sample(self, obs, rng, lam, num_candidates: int, selection: str = "argmax"):

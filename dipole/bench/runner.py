@@ -234,13 +234,12 @@ def _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides):
         log(f"[{len(runs) - len(todo) + i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
         dataset, val_dataset = _load_task(suite, train_file)(task)
         config = _config(suite, agent_name, task, overrides)
-        fields = config.to_dict()
         settings = _settings(suite, seed)
         agent = train(run_dir, task, dataset, agent_name, config, settings, resume=True, log=log,
                       val_dataset=val_dataset)
         headline = evaluate_agent(agent, task, suite.eval_episodes, seed=seed)
         sweep = None
-        if "omega" in fields:
+        if agent.samples_with("omega"):
             sweep = omega_sweep(agent, task, list(suite.sweep_omegas), list(suite.sweep_candidates),
                                 suite.eval_episodes, seed=seed, selections=_selections(suite, agent))
         curve = learning_curves(run_dir, (task, seed)).get((task, seed)) if suite.eval_every else None
@@ -303,10 +302,10 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
             params = params_digest(pop)
             t0 = time.time()
             # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
-            head_key = (config.omega if hasattr(config, "omega") else None, getattr(config, "num_candidates", 1),
-                        pop.agents.selection_of() if getattr(config, "num_candidates", 1) > 1 else None)
+            head = pop.agents.sampling().fields()
+            head_key = (head["omega"], head["num_candidates"], head["selection"])
             settings = (sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
-                        if "omega" in config.to_dict() else [])
+                        if pop.agents.samples_with("omega") else [])
             same = [j for j, (w, k, sel) in enumerate(settings)
                     if (float(w), int(k), sel if k > 1 else None) == head_key]
             # the headline's setting first, so that a bench stopped during a long sweep has its headline saved (a
@@ -414,7 +413,7 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
 
 def _selections(suite, agent) -> tuple:
     """The suite's sweep selection rules this agent can use ('tilt' needs an agent that tilts candidates)."""
-    return tuple(s for s in suite.sweep_selections if s == "argmax" or agent.tilts_candidates)
+    return tuple(s for s in suite.sweep_selections if s == "argmax" or agent.samples_with("selection"))
 
 
 def _finished_population(out_dir, agent_name, group, config, steps, data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import jax.numpy as jnp
 import numpy as np
 
 from dipole.envs import make_env
@@ -337,28 +338,14 @@ def evaluate_agent(agent, env_name, episodes, omega=None, num_candidates=None, s
     """Evaluate a flow agent at a given greediness, number of candidates and candidate selection rule; agents that
     weight reward terms at inference (dipole-terms) take `term_weights` ({'safety': 4.0} or 'safety=4') instead of
     omega."""
-    extra = guidance_fields(agent, agent.sampling_guidance(omega, term_weights))  # checked before the first episode
-    agent.check_sampling(omega, num_candidates, selection=selection)
+    sampling = agent.sampling(omega, num_candidates, selection, term_weights=term_weights)  # before any episode
 
     def act(obs, key):
-        return agent.sample_actions(obs, key, omega=omega, num_candidates=num_candidates, selection=selection,
-                                    **extra)
+        return agent.act(jnp.atleast_2d(jnp.asarray(obs, jnp.float32)), key, sampling)
 
     out = run_episodes(act, env_name, episodes, seed=seed, envs=envs, num_envs=num_envs)
-    default_omega = getattr(agent.config, "omega", None)
-    out["omega"] = (None if default_omega is None else float(default_omega)) if omega is None else float(omega)
-    out["num_candidates"] = int(getattr(agent.config, "num_candidates", 1) if num_candidates is None else num_candidates)
-    out["selection"] = agent.selection_of(selection) if out["num_candidates"] > 1 else None
-    out.update(extra)
+    out.update(sampling.fields())
     return out
-
-
-def guidance_fields(agent, guidance) -> dict:
-    """What an evaluation row records of the guidance `agent.sampling_guidance` gave: the term weights of an agent
-    that weights reward terms ({'term_weights': {'speed': 1.0, ...}}); nothing for the others (rows carry omega)."""
-    if not hasattr(agent, "weight_vector"):
-        return {}
-    return {"term_weights": dict(zip(agent.config.terms, map(float, np.asarray(guidance))))}
 
 
 def row_selection(row: dict) -> str | None:

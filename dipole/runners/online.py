@@ -163,7 +163,7 @@ def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, 
     config = agent.config
     agent_name = config.agent
     temperature = (1.0 if settings.act_temperature is None else settings.act_temperature) \
-        if agent.has_temperature else settings.act_temperature
+        if agent.samples_with("temperature") else settings.act_temperature
     act_kw = {"omega": settings.act_omega, "num_candidates": settings.act_candidates, "temperature": temperature}
     eval_kw = {"omega": settings.eval_omega, "num_candidates": settings.eval_candidates}
     for kw in (act_kw, eval_kw):  # fail now, not after the first episode

@@ -36,7 +36,6 @@ from dipole.runfolder import open_run_folder
 from dipole.runners.evaluation import (
     MAX_EVAL_ENVS,
     EvalWorkers,
-    guidance_fields,
     make_eval_envs,
     run_group_episodes,
 )
@@ -223,17 +222,14 @@ class Population:
                        selection: str | None = None, term_weights=None):
         """obs (M, B, D), keys (M, 2) -> actions (M, B, A), member m acting as `member(m).sample_actions` would
         (`term_weights` for agents with a weight per reward term, dipole-terms)."""
-        guidance = self.agents.sampling_guidance(omega, term_weights)
-        _, k = self.agents.check_sampling(omega, num_candidates, selection=selection)
-        return _population_sample(self.agents, jnp.asarray(obs, jnp.float32), keys, guidance, k,
-                                  self.agents.selection_of(selection))
+        sampling = self.agents.sampling(omega, num_candidates, selection, term_weights=term_weights)
+        return population_act(self.agents, jnp.asarray(obs, jnp.float32), keys, sampling)
 
 
-@partial(jax.jit, static_argnames=("num_candidates", "selection"))
-def _population_sample(agents, obs, keys, guidance, num_candidates: int, selection: str = "argmax"):
-    """guidance: omega, or dipole-terms' weight vector (`Agent.sampling_guidance`), the same for every member."""
-    extra = agents.sampling_extras(0.0, selection)
-    return jax.vmap(lambda ag, o, k: ag._sample(o, k, guidance, num_candidates, **extra))(agents, obs, keys)
+@jax.jit
+def population_act(agents, obs, keys, sampling):
+    """Every member acts on its own observations (M, B, D) with its own key (M, 2) under one resolved sampling."""
+    return jax.vmap(lambda ag, o, k: ag.act(o, k, sampling))(agents, obs, keys)
 
 
 def create_members(agent_name: str, config, members: list[Member], ex_obs, ex_actions):
@@ -406,19 +402,14 @@ def evaluate_population(population: Population, episodes: int, omega=None, num_c
                         term_weights=None) -> list[dict]:
     """Evaluate every member on its own task in one batched run -> one result per member (as `evaluate_agent`)."""
     agents = population.agents
-    guidance = agents.sampling_guidance(omega, term_weights)
-    omega, k = agents.check_sampling(omega, num_candidates, selection=selection)
-    selection = agents.selection_of(selection)
+    sampling = agents.sampling(omega, num_candidates, selection, term_weights=term_weights)
     envs = envs or population_eval_envs(population, episodes, num_envs)
 
     def act(obs, keys):
-        return _population_sample(agents, jnp.asarray(obs), keys, guidance, k, selection)
+        return population_act(agents, jnp.asarray(obs), keys, sampling)
 
     rows = run_group_episodes(act, envs, episodes, [m.seed for m in population.members])
-    has_omega = hasattr(agents.config, "omega")
-    extra = guidance_fields(agents, guidance)
-    return [{**r, "omega": float(omega) if has_omega else None, "num_candidates": int(k),
-             "selection": selection if k > 1 else None, **extra} for r in rows]
+    return [{**r, **sampling.fields()} for r in rows]
 
 
 MAX_POPULATION_EVAL_ENVS = 32  # environments a population's evaluation holds at once, over all its members

@@ -68,5 +68,5 @@ def run_sweep(agent, env_name, stem, omegas, candidates, episodes, seed, title="
     rows = omega_sweep(agent, env_name, omegas, candidates, episodes, seed=seed, progress=progress,
                        selections=selections)
     atomic_write_json(stem + ".json", rows)
-    omega_sweep_plot(rows, stem + ".png", title=title, headline_omega=getattr(agent.config, "omega", None))
+    omega_sweep_plot(rows, stem + ".png", title=title, headline_omega=agent.sampling().fields()["omega"])
     return rows
