@@ -45,7 +45,8 @@ def main(argv=None):
     from dipole.datagen.highway import DEFAULT_DATA_EPISODES, DRIVERS, generate_highway
     from dipole.envs.highway import parse_highway_name
     from dipole.runners.evaluation import evaluate_agent
-    from dipole.runners.offline import TrainSettings, train
+    from dipole.runners.loop import train
+    from dipole.runners.offline import TrainSettings
     from dipole.storage import atomic_write_json
 
     args.data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES

@@ -91,15 +91,10 @@ def main(argv=None):
     from dipole.data.highway import load_highway
     from dipole.datagen.highway import DEFAULT_DATA_EPISODES, DRIVERS, generate_highway
     from dipole.errors import UsageError
-    from dipole.runners.offline import TrainSettings
     from dipole.runners.evaluation import make_eval_envs
-    from dipole.runners.population import (
-        PopulationData,
-        evaluate_population,
-        members_of,
-        population_eval_envs,
-        train_population,
-    )
+    from dipole.runners.loop import train_population
+    from dipole.runners.offline import TrainSettings
+    from dipole.runners.population import PopulationData, evaluate_population, members_of, population_eval_envs
     from dipole.storage import atomic_write_json
 
     data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES

@@ -18,7 +18,7 @@ from dipole.version import __version__
 def __getattr__(name):
     # the training loops pull in evaluation and plotting; load them only when asked for
     if name == "train":
-        from dipole.runners.population import train
+        from dipole.runners.loop import train
 
         return train
     if name == "finetune":

@@ -471,7 +471,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def cmd_train(a):
     from dipole.runfolder import open_run_folder
-    from dipole.runners.offline import train
+    from dipole.runners.loop import train
 
     a.settings, a.logging = checked(TrainSettings, a.settings), checked(LogSettings, a.logging)
     config = get_agent(a.agent)[1]().replace(**dataclasses.asdict(a.config))
@@ -500,8 +500,9 @@ def train_population_cli(a, run_dir, config, seeds, dataset, val):
     import numpy as np
 
     from dipole.runners.logging import read_csv
+    from dipole.runners.loop import train_population
     from dipole.runners.plots import learning_curve
-    from dipole.runners.population import PopulationData, export_members, members_of, train_population
+    from dipole.runners.population import PopulationData, export_members, members_of
     from dipole.storage import atomic_write_json
 
     data = PopulationData([a.env], [dataset])

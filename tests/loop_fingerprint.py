@@ -59,8 +59,9 @@ def fingerprint(name: str, train_path: str, work: str, population: bool, evaluat
     from dipole.agents import get_agent
     from dipole.data.ogbench import load_ogbench
     from dipole.runners.evaluation import evaluate_agent
-    from dipole.runners.offline import TrainSettings, train
-    from dipole.runners.population import Member, PopulationData, evaluate_population, train_population
+    from dipole.runners.loop import train, train_population
+    from dipole.runners.offline import TrainSettings
+    from dipole.runners.population import Member, PopulationData, evaluate_population
 
     agent_name = "dipole" if name.startswith("dipole") else name
     config = get_agent(agent_name)[1]().replace(**TINY, **AGENTS[name])

@@ -12,7 +12,8 @@ from dipole.agents import load_checkpoint as load_agent
 from dipole.cli import main
 from dipole.data.ogbench import load_ogbench
 from dipole.runners.logging import read_csv
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.loop import train
+from dipole.runners.offline import TrainSettings
 from dipole.storage import CheckpointError, list_checkpoints, resolve_checkpoint
 
 TASK = "pointmaze-medium-navigate-singletask-task1-v0"

@@ -11,7 +11,8 @@ from conftest import TINY
 from dipole.agents import get_agent
 from dipole.data.ogbench import load_ogbench
 from dipole.runners.logging import read_csv
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.loop import train
+from dipole.runners.offline import TrainSettings
 from dipole.runners.online import FinetuneSettings, finetune
 from dipole.storage import CheckpointError, read_checkpoint
 

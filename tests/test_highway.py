@@ -151,7 +151,8 @@ def test_highway_suites_read_their_tasks_through_the_dataset_registry(highway_da
 def test_tiny_train_and_eval_end_to_end(highway_data, tmp_path):
     from dipole.agents import get_agent
     from dipole.runners.evaluation import evaluate_agent
-    from dipole.runners.offline import TrainSettings, train
+    from dipole.runners.loop import train
+    from dipole.runners.offline import TrainSettings
 
     data = load_highway("highway-fast-v0", highway_data["path"])
     _, cfg = get_agent("dipole")
@@ -177,7 +178,8 @@ def test_per_term_agent_trains_on_driving_data_and_takes_term_weights(highway_da
     from dipole.data.dataset import Dataset
     from dipole.errors import UsageError
     from dipole.runners.evaluation import evaluate_agent
-    from dipole.runners.offline import TrainSettings, train
+    from dipole.runners.loop import train
+    from dipole.runners.offline import TrainSettings
 
     data = load_highway("highway-fast-v0", highway_data["path"])
     raw = np.load(highway_data["path"])
@@ -210,9 +212,10 @@ def test_populations_over_seeds_and_reward_weightings(highway_data, tmp_path):
     import jax
 
     from dipole.agents import get_agent
-    from dipole.runners.offline import TrainSettings, train
     from dipole.errors import UsageError
-    from dipole.runners.population import PopulationData, evaluate_population, train_population
+    from dipole.runners.loop import train, train_population
+    from dipole.runners.offline import TrainSettings
+    from dipole.runners.population import PopulationData, evaluate_population
 
     settings = TrainSettings(steps=20, log_every=10, eval_every=0, eval_episodes=0, save_every=20, progress=False)
     quiet = dict(log=lambda *_: 0)

@@ -9,7 +9,8 @@ from conftest import TINY
 from dipole import DIPOLEConfig
 from dipole.data.ogbench import load_ogbench
 from dipole.runners.logging import LogSettings, RunLogger, read_csv
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.loop import train
+from dipole.runners.offline import TrainSettings
 
 TASK = "pointmaze-medium-navigate-singletask-task1-v0"
 

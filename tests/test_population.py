@@ -12,7 +12,8 @@ from dipole.agents import DIPOLEConfig, get_agent
 from dipole.data.ogbench import load_ogbench
 from dipole.errors import RunFolderError, UsageError
 from dipole.runners.evaluation import evaluate_agent
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.loop import train, train_population
+from dipole.runners.offline import TrainSettings
 from dipole.runners.population import (
     Member,
     Population,
@@ -21,7 +22,6 @@ from dipole.runners.population import (
     load_population,
     members_of,
     population_memory,
-    train_population,
 )
 
 TASKS = [f"pointmaze-medium-navigate-singletask-task{i}-v0" for i in (1, 2, 3, 4, 5)]

@@ -19,7 +19,8 @@ from dipole.cli import main
 from dipole.data.ogbench import load_ogbench
 from dipole.errors import DipoleError, NoSpaceError, RunFolderError, UsageError
 from dipole.runfolder import claim, release
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.loop import train
+from dipole.runners.offline import TrainSettings
 from dipole.runners.online import FinetuneSettings
 from dipole.seeding import STREAMS, stream_key
 from dipole.storage import list_checkpoints, prune_checkpoints, read_header, write_checkpoint

@@ -31,6 +31,7 @@ from dipole.nn import critic, flow
 from dipole.nn.networks import PolarVelocityFields
 from dipole.seeding import stream_key
 
+
 @dataclasses.dataclass(frozen=True)
 class DIPOLEConfig(AgentConfig):
     agent: ClassVar[str] = "dipole"

@@ -36,6 +36,7 @@ from dipole.nn import critic, flow
 from dipole.nn.networks import LabelledVelocityField, QEnsemble, ValueNet
 from dipole.seeding import stream_key
 
+
 @dataclasses.dataclass(frozen=True)
 class TermsConfig(AgentConfig):
     agent: ClassVar[str] = "dipole-terms"

@@ -13,7 +13,8 @@ from dipole.agents import build_config
 from dipole.data import load_dataset
 from dipole.datagen.ogbench import generate_ogbench
 from dipole.runfolder import open_run_folder
-from dipole.runners.offline import TrainSettings, train
+from dipole.runners.loop import train
+from dipole.runners.offline import TrainSettings
 from dipole.runners.sweep import format_sweep_table, run_sweep
 
 QUICKSTART_DATASET = "pointmaze-medium-navigate-v0"

@@ -38,7 +38,8 @@ from dipole.runners.evaluation import (
     sweep_settings,
 )
 from dipole.runners.logging import read_csv
-from dipole.runners.offline import TrainSettings, fmt_seconds, train
+from dipole.runners.loop import train, train_population
+from dipole.runners.offline import TrainSettings, fmt_seconds
 from dipole.runners.population import (
     Member,
     Population,
@@ -48,7 +49,6 @@ from dipole.runners.population import (
     load_population_data,
     population_eval_envs,
     take,
-    train_population,
 )
 from dipole.storage import CheckpointError, atomic_write_json, list_checkpoints, read_header
 from dipole.version import __version__

@@ -1,5 +1,8 @@
 """The offline training loop, one for every run: a single run is a population of one member.
 
+`train` (`dipole.train`: a run, or a population over seeds or tasks) and `train_population` (given members) are the
+entry points; `dipole train`, the quickstart and `dipole bench` call them.
+
 `run_offline` trains the members (task, seed) of one agent as one compiled program (`population_chunk`: a
 `jax.vmap` over members of the `lax.scan` of updates, one member on the unbatched path a single run always had, so
 its numbers are those of earlier releases bit for bit). It owns what every run shares: the resume check, the memory
@@ -22,10 +25,11 @@ import numpy as np
 from dipole.agents import get_agent, restore
 from dipole.data.dataset import Dataset
 from dipole.errors import UsageError
-from dipole.runfolder import check_resume, check_run_id, new_run_id, save_checkpoint
+from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
+from dipole.runners import population as P
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
-from dipole.runners.logging import RunLogger
-from dipole.runners.offline import cpu_warning, fmt_seconds, network_label, selection_note
+from dipole.runners.logging import LogSettings, RunLogger
+from dipole.runners.offline import TrainSettings, cpu_warning, fmt_seconds, network_label, selection_note
 from dipole.runners.population import (
     Member,
     Population,
@@ -35,11 +39,12 @@ from dipole.runners.population import (
     _gib,
     _pad,
     _place,
+    as_population_data,
     check_population_fits,
     create_members,
     evaluate_population,
     member_mesh,
-    population_chunk,
+    members_of,
     population_eval_envs,
     population_memory,
     population_validation,
@@ -187,7 +192,7 @@ def run_offline(run_dir, members: list[Member], data: PopulationData, agent_name
             n = min(settings.log_every, settings.steps - step)
             t_chunk = time.time()
             if n not in compiled:  # compiled apart from running, to time the first chunk honestly
-                compiled[n] = population_chunk.lower(run_agents, dev_data, run_keys, run_tasks, n,
+                compiled[n] = P.population_chunk.lower(run_agents, dev_data, run_keys, run_tasks, n,
                                                      config.batch_size).compile()
                 t_compile = time.time() - t_chunk
                 t_chunk = time.time()
@@ -286,3 +291,73 @@ def _save(run_dir, population: Population, step: int, settings, run_id, facts: d
     else:
         save_checkpoint(run_dir, step, settings.keep_checkpoints, run_id,
                         lambda path: save_population(path, population, run_id=run_id, **header))
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def train(run_dir: str, env_name, dataset, agent_name: str = "dipole", config=None,
+          settings: TrainSettings | None = None, resume: bool = False, log=print, val_dataset=None,
+          logging: LogSettings | None = None, overwrite: bool = False, seeds: list[int] | None = None):
+    """Train offline (`dipole.train`): one agent on task `env_name` from `dataset`, evaluated on it every
+    `eval_every` updates and at the end -> the agent; or a population when `seeds` is a list or `env_name` a list of
+    tasks that share observations and actions (`dataset`, `val_dataset`: one Dataset per task or a
+    PopulationData) -> a `Population` whose `member(i)` equals that (task, seed) trained alone.
+
+    The run folder is this process's alone while it trains (a second process is refused). A folder holding an
+    earlier run is refused unless `resume` (continue it: seed, data and config must match) or `overwrite` (delete
+    it). `val_dataset` (e.g. OGBench's `-val` split): the agent's losses on it are logged every `log_every` updates
+    as `val/...` columns of metrics.csv.
+    """
+    settings = settings or TrainSettings()
+    if seeds is not None or not isinstance(env_name, str):
+        tasks = [env_name] if isinstance(env_name, str) else list(env_name)
+        data = as_population_data(tasks, dataset)
+        val = as_population_data(tasks, val_dataset) if val_dataset is not None else None
+        return train_population(run_dir, members_of(tasks, [settings.seed] if seeds is None else seeds), data,
+                                agent_name, config, settings, resume, log, val, logging, overwrite)
+    agent_cls, config_cls = get_agent(agent_name)
+    config = config or config_cls()
+    agent_cls.check_dataset(config, dataset)
+    data = PopulationData([env_name], [dataset])
+    val = PopulationData([env_name], [val_dataset]) if val_dataset is not None else None
+    with open_run_folder(run_dir, resume, overwrite, log):
+        return run_offline(run_dir, [Member(env_name, settings.seed)], data, agent_name, agent_cls, config, settings,
+                           resume, log, val, logging, solo=Solo(env_name, dataset, val_dataset))
+
+
+def train_population(
+    run_dir: str,
+    members: list[Member],
+    data: PopulationData,
+    agent_name: str = "dipole",
+    config=None,
+    settings: TrainSettings | None = None,
+    resume: bool = False,
+    log=print,
+    val_data: PopulationData | None = None,
+    logging: LogSettings | None = None,
+    overwrite: bool = False,
+    memory_free: int | None = None,
+) -> Population:
+    """Train every member (task, seed) of a population offline as one compiled program; evaluate them together
+    every `eval_every` updates and at the end. `settings.seed` is not used: each member has its own.
+
+    The run folder holds the population's checkpoints (all members in one file, written atomically), metrics.csv
+    and eval.csv with one row per member and step, and config.json; `resume` continues it exactly after a kill.
+    Returns the `Population`.
+    """
+    settings = settings or TrainSettings()
+    agent_cls, config_cls = get_agent(agent_name)
+    config = config or config_cls()
+    members = [m if isinstance(m, Member) else Member(*m) for m in members]
+    if not members:
+        raise UsageError("a population needs at least one member")
+    if len(set(members)) != len(members):
+        raise UsageError(f"members of a population must differ; got {[m.label() for m in members]}")
+    unknown = sorted({m.task for m in members} - set(data.tasks))
+    if unknown:
+        raise UsageError(f"member task(s) {unknown} have no reward column in the population data (tasks "
+                         f"{data.tasks})")
+    agent_cls.check_dataset(config, data.dataset(data.tasks[0]))
+    with open_run_folder(run_dir, resume, overwrite, log):
+        return run_offline(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data,
+                           logging, memory_free)

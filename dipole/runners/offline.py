@@ -12,12 +12,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from dipole.agents import get_agent
 from dipole.agents.presets import SIZE_PRESETS
-from dipole.data.dataset import Dataset
-from dipole.runfolder import open_run_folder
 from dipole.runners.intervals import check_intervals
-from dipole.runners.logging import LogSettings
 
 CPU_PAPER_WARN_STEPS = 100_000
 
@@ -93,40 +89,6 @@ def cpu_warning(config, steps: int) -> str | None:
 
 def fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def train(
-    run_dir: str,
-    env_name: str,
-    dataset: Dataset,
-    agent_name: str = "dipole",
-    config=None,
-    settings: TrainSettings | None = None,
-    resume: bool = False,
-    log=print,
-    val_dataset: Dataset | None = None,
-    logging: LogSettings | None = None,
-    overwrite: bool = False,
-):
-    """Train an agent offline on `dataset`; evaluate on `env_name` every `eval_every` steps and at the end.
-
-    The run folder is this process's alone while it trains (a second process is refused). A folder holding an
-    earlier run is refused unless `resume` (continue it: seed, data and config must match) or `overwrite` (delete
-    it). `val_dataset` (e.g. OGBench's `-val` split): the agent's losses on it are logged every `log_every` updates
-    as `val/...` columns of metrics.csv. Returns the agent.
-    """
-    settings = settings or TrainSettings()
-    agent_cls, config_cls = get_agent(agent_name)
-    config = config or config_cls()
-    agent_cls.check_dataset(config, dataset)
-    from dipole.runners.loop import Solo, run_offline
-    from dipole.runners.population import Member, PopulationData
-
-    data = PopulationData([env_name], [dataset])
-    val = PopulationData([env_name], [val_dataset]) if val_dataset is not None else None
-    with open_run_folder(run_dir, resume, overwrite, log):
-        return run_offline(run_dir, [Member(env_name, settings.seed)], data, agent_name, agent_cls, config, settings,
-                           resume, log, val, logging, solo=Solo(env_name, dataset, val_dataset))
 
 
 def selection_note(row: dict) -> str:

@@ -7,7 +7,7 @@ chunk: `jax.vmap` over members of the same `lax.scan` of updates a single run us
 batches inside the program from its own key. Evaluation steps every member's environments together, with one
 policy call per step for all of them.
 
-A member trains exactly as the same (task, seed) trained alone by `dipole.runners.offline.train`: the same initial
+A member trains exactly as the same (task, seed) trained alone by `dipole.runners.loop.train`: the same initial
 parameters, the same batches (keys from the seed and the member's own step), the same updates, equal within float
 tolerance. On several devices (GPUs, or CPU cores when JAX is given several CPU devices, as the CLI does) the
 members are split across them; a population that does not divide evenly is padded with copies of its first member
@@ -32,15 +32,13 @@ import numpy as np
 from dipole.agents import get_agent
 from dipole.data.dataset import Dataset, DatasetError
 from dipole.errors import UsageError
-from dipole.runfolder import open_run_folder
 from dipole.runners.evaluation import (
     MAX_EVAL_ENVS,
     EvalWorkers,
     make_eval_envs,
     run_group_episodes,
 )
-from dipole.runners.logging import LogSettings
-from dipole.runners.offline import TrainSettings, selection_note
+from dipole.runners.offline import selection_note
 from dipole.storage import list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
 
 SHARED_KEYS = ("observations", "actions", "next_observations")
@@ -426,68 +424,6 @@ def population_eval_envs(population: Population, episodes: int, num_envs: int | 
     if workers > 1 and len(population.members) > 1:
         return EvalWorkers([(m.task, min(episodes, per_member)) for m in population.members], workers)
     return [make_eval_envs(m.task, episodes, per_member) for m in population.members]
-
-
-# ---------------------------------------------------------------------------------------------- training
-def train(run_dir: str, env_name, dataset, agent_name: str = "dipole", config=None,
-          settings: TrainSettings | None = None, resume: bool = False, log=print, val_dataset=None,
-          logging: LogSettings | None = None, overwrite: bool = False, seeds: list[int] | None = None):
-    """`dipole.train`: a single run (`dipole.runners.offline.train`), or a population when `seeds` is a list or
-    `env_name` a list of tasks that share observations and actions, with `dataset` (and `val_dataset`) one
-    Dataset per task or a PopulationData. Every (task, seed) pair is a member; a population returns a
-    `Population` whose `member(i)` equals that (task, seed) trained alone."""
-    from dipole.runners.offline import train as train_one
-
-    settings = settings or TrainSettings()
-    if seeds is None and isinstance(env_name, str):
-        return train_one(run_dir, env_name, dataset, agent_name, config, settings, resume, log, val_dataset,
-                         logging, overwrite)
-    tasks = [env_name] if isinstance(env_name, str) else list(env_name)
-    data = as_population_data(tasks, dataset)
-    val = as_population_data(tasks, val_dataset) if val_dataset is not None else None
-    return train_population(run_dir, members_of(tasks, [settings.seed] if seeds is None else seeds), data,
-                            agent_name, config, settings, resume, log, val, logging, overwrite)
-
-
-def train_population(
-    run_dir: str,
-    members: list[Member],
-    data: PopulationData,
-    agent_name: str = "dipole",
-    config=None,
-    settings: TrainSettings | None = None,
-    resume: bool = False,
-    log=print,
-    val_data: PopulationData | None = None,
-    logging: LogSettings | None = None,
-    overwrite: bool = False,
-    memory_free: int | None = None,
-) -> Population:
-    """Train every member (task, seed) of a population offline as one compiled program; evaluate them together
-    every `eval_every` updates and at the end. `settings.seed` is not used: each member has its own.
-
-    The run folder holds the population's checkpoints (all members in one file, written atomically), metrics.csv
-    and eval.csv with one row per member and step, and config.json; `resume` continues it exactly after a kill.
-    Returns the `Population`.
-    """
-    settings = settings or TrainSettings()
-    agent_cls, config_cls = get_agent(agent_name)
-    config = config or config_cls()
-    members = [m if isinstance(m, Member) else Member(*m) for m in members]
-    if not members:
-        raise UsageError("a population needs at least one member")
-    if len(set(members)) != len(members):
-        raise UsageError(f"members of a population must differ; got {[m.label() for m in members]}")
-    unknown = sorted({m.task for m in members} - set(data.tasks))
-    if unknown:
-        raise UsageError(f"member task(s) {unknown} have no reward column in the population data (tasks "
-                         f"{data.tasks})")
-    agent_cls.check_dataset(config, data.dataset(data.tasks[0]))
-    from dipole.runners.loop import run_offline
-
-    with open_run_folder(run_dir, resume, overwrite, log):
-        return run_offline(run_dir, members, data, agent_name, agent_cls, config, settings, resume, log, val_data,
-                           logging, memory_free)
 
 
 def _describe(members: list[Member]) -> str:
