@@ -1,0 +1,68 @@
+"""The report scripts of benchmarks/ on made-up inputs whose answers are known in closed form."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_discounted_return_cuts_at_episode_ends():
+    scale = _script("critic_scale")
+    out = scale.discounted_return(np.array([-1.0, -1.0, -1.0, -1.0, 0.0]), np.array([1.0, 1.0, 1.0, 1.0, 0.0]),
+                                  np.array([0, 0, 1, 0, 1]), gamma=0.5)
+    # episode 1: -1 - 0.5 - 0.25, -1 - 0.5, -1; episode 2: -1 + 0.5 * 0 (the terminal row's reward 0, mask 0)
+    np.testing.assert_allclose(out, [-1.75, -1.5, -1.0, -1.0, 0.0])
+
+
+def _bench(folder, scores, setting, seeds=(0, 1, 2, 3)):
+    tasks = sorted(scores)
+    agents = {"dipole": {
+        "tasks": {t: [float(np.mean(scores[t])), float(np.std(scores[t]))] for t in tasks},
+        "category": [float(np.mean([np.mean(scores[t]) for t in tasks])), 0.0],
+        "omega_sweep": [{"omega": 0.0, "num_candidates": 1, "selection": None, "score": [1.0, 0.5]}]}}
+    os.makedirs(folder)
+    with open(os.path.join(folder, "results.json"), "w") as f:
+        json.dump({"agents": agents, "category": "made-up", "suite": "made-up", "steps": 10, "preset": "tiny",
+                   "eval_episodes": 10, "metric": "success"}, f)
+    for t in tasks:
+        for i, s in enumerate(seeds):
+            run = os.path.join(folder, "runs", t, "dipole", f"seed{s}")
+            os.makedirs(run)
+            with open(os.path.join(run, "result.json"), "w") as f:
+                json.dump({"seed": s, "task": t, "headline": {"success": scores[t][i] / 100.0, **setting}}, f)
+
+
+def test_critic_forms_statistics_in_closed_form(tmp_path):
+    forms = _script("critic_forms")
+    argmax = {"omega": 0.0, "num_candidates": 32, "selection": "argmax"}
+    _bench(tmp_path / "a", {"t1": [100.0] * 4, "t2": [0.0] * 4}, argmax)
+    _bench(tmp_path / "b", {"t1": [0.0] * 4, "t2": [0.0] * 4}, {**argmax, "selection": "tilt"})
+    text, data = forms.report({"a": forms._load(str(tmp_path / "a")), "b": forms._load(str(tmp_path / "b"))})
+    stats = data["stats"]
+    # a: four runs at 100 and four at 0, so the middle half is two of each: IQM 50 = mean; b: 0 everywhere
+    assert stats["iqm"]["a"][0] == pytest.approx(50.0) and stats["mean"]["a"][0] == pytest.approx(50.0)
+    assert tuple(stats["iqm"]["b"]) == (0.0, 0.0, 0.0)
+    # P(a > b): 1 on t1, ties count one half on t2, averaged over tasks
+    assert stats["improvement"]["b"][0] == pytest.approx(0.75)
+    assert "| a (omega 0, K 32 argmax) | b (omega 0, K 32 tilt) |" in text
+    assert "| 0 | 1 | - | 1.0 ± 0.5 | 1.0 ± 0.5 |" in text
+
+
+def test_critic_forms_refuses_different_seeds(tmp_path):
+    forms = _script("critic_forms")
+    setting = {"omega": 0.0, "num_candidates": 1, "selection": None}
+    _bench(tmp_path / "a", {"t1": [0.0] * 4}, setting)
+    _bench(tmp_path / "b", {"t1": [0.0] * 3}, setting, seeds=(0, 1, 2))
+    with pytest.raises(SystemExit, match=r"error: the folders hold different seeds \(\[0, 1, 2, 3\] against"):
+        forms.report({"a": forms._load(str(tmp_path / "a")), "b": forms._load(str(tmp_path / "b"))})
