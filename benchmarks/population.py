@@ -27,7 +27,7 @@ import platform
 import sys
 import time
 
-from dipole.runners.population import use_cpu_cores
+from dipole.runners.devices import use_cpu_cores
 
 use_cpu_cores()
 
@@ -36,17 +36,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dipole.agents import agent_spec, build_config, get_agent  # noqa: E402
+from dipole.runners.devices import member_mesh, pad_members, place_members, population_memory  # noqa: E402
 from dipole.runners.offline import train_chunk  # noqa: E402
-from dipole.runners.population import (  # noqa: E402
-    _pad,
-    _place,
-    create_members,
-    member_mesh,
-    members_of,
-    population_chunk,
-    population_memory,
-    unstack,
-)
+from dipole.runners.population import create_members, members_of, population_chunk, unstack  # noqa: E402
 from dipole.seeding import stream_key  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -103,8 +95,8 @@ def measure(spec: str, size: str, tasks: int, seeds: int, rows: int, chunk: int,
                                1 if mesh is None else mesh.size)
     keys = jnp.stack([stream_key(m.seed, "data") for m in members])
     task_idx = jnp.asarray([int(m.task[4:]) for m in members], jnp.int32)
-    agents, keys, task_idx = (_place(_pad(x, padded), mesh, split=True) for x in (agents, keys, task_idx))
-    dev_data = _place(data, mesh, split=False)
+    agents, keys, task_idx = (place_members(pad_members(x, padded), mesh, split=True) for x in (agents, keys, task_idx))
+    dev_data = place_members(data, mesh, split=False)
     t0 = time.perf_counter()
     pstep = population_chunk.lower(agents, dev_data, keys, task_idx, chunk, config.batch_size).compile()
     pop_compile = time.perf_counter() - t0

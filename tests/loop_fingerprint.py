@@ -55,6 +55,31 @@ def _episodes(row: dict) -> dict:
     return {k: row[k] for k in ("success", "return", "length") if k in row}
 
 
+def probe(train_path: str):
+    """The fixed observations and key every fingerprint's actions are drawn for."""
+    from dipole.data.ogbench import load_ogbench
+
+    env, train_ds, _ = load_ogbench(TASKS[0], dataset_path=train_path)
+    env.close()
+    return train_ds["observations"][:5], jax.random.PRNGKey(5)
+
+
+def solo_print(agent, run: str, obs, key) -> dict:
+    out = _leaves(agent.params)
+    out["actions"] = np.asarray(agent.sample_actions(obs, key), np.float64).tolist()
+    out["metrics"] = _last_rows(os.path.join(run, "metrics.csv"), 1)
+    return out
+
+
+def population_print(pop, run: str, obs, key) -> dict:
+    n = len(pop.members)
+    out = _leaves(pop.agents.params)
+    out["actions"] = np.asarray(pop.sample_actions(np.stack([obs] * n), jax.numpy.stack([key] * n)),
+                                np.float64).tolist()
+    out["metrics"] = _last_rows(os.path.join(run, "metrics.csv"), n)
+    return out
+
+
 def fingerprint(name: str, train_path: str, work: str, population: bool, evaluate: bool = True) -> dict:
     from dipole.agents import get_agent
     from dipole.data.ogbench import load_ogbench
@@ -79,9 +104,7 @@ def fingerprint(name: str, train_path: str, work: str, population: bool, evaluat
                                  progress=False, seed=1)
         agent = train(run, TASKS[1], data[TASKS[1]][0], agent_name, config, settings,
                       val_dataset=data[TASKS[1]][1], **quiet)
-        out = _leaves(agent.params)
-        out["actions"] = np.asarray(agent.sample_actions(obs, key), np.float64).tolist()
-        out["metrics"] = _last_rows(os.path.join(run, "metrics.csv"), 1)
+        out = solo_print(agent, run, obs, key)
         if evaluate:
             out["eval"] = [_episodes(evaluate_agent(agent, TASKS[1], EPISODES, seed=1, num_envs=2))]
         return out
@@ -91,11 +114,7 @@ def fingerprint(name: str, train_path: str, work: str, population: bool, evaluat
     pop = train_population(run, members, PopulationData(list(TASKS), [data[t][0] for t in TASKS]), agent_name,
                            config, settings, val_data=PopulationData(list(TASKS), [data[t][1] for t in TASKS]),
                            **quiet)
-    out = _leaves(pop.agents.params)
-    batch = np.stack([obs] * len(members))
-    out["actions"] = np.asarray(pop.sample_actions(batch, jax.numpy.stack([key] * len(members))),
-                                np.float64).tolist()
-    out["metrics"] = _last_rows(os.path.join(run, "metrics.csv"), len(members))
+    out = population_print(pop, run, obs, key)
     if evaluate:
         out["eval"] = [_episodes(r) for r in evaluate_population(pop, episodes=EPISODES, num_envs=2)]
     return out

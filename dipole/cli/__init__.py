@@ -31,7 +31,7 @@ def make_commands(argv: list[str]) -> dict[str, type]:
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    from dipole.runners.population import use_cpu_cores
+    from dipole.runners.devices import use_cpu_cores
 
     use_cpu_cores()
     commands = make_commands(argv)

@@ -24,29 +24,30 @@ import numpy as np
 
 from dipole.agents import get_agent, restore
 from dipole.data.dataset import Dataset
+from dipole.data.stacked import PopulationData, as_population_data
 from dipole.errors import UsageError
 from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners import population as P
+from dipole.runners.devices import (
+    check_population_fits,
+    format_bytes,
+    member_mesh,
+    pad_members,
+    place_members,
+    population_memory,
+)
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.logging import LogSettings, RunLogger
 from dipole.runners.offline import TrainSettings, cpu_warning, fmt_seconds, network_label, selection_note
 from dipole.runners.population import (
     Member,
     Population,
-    PopulationData,
     _describe,
     _eval_line,
-    _gib,
-    _pad,
-    _place,
-    as_population_data,
-    check_population_fits,
     create_members,
     evaluate_population,
-    member_mesh,
     members_of,
     population_eval_envs,
-    population_memory,
     population_validation,
     save_population,
     stack,
@@ -168,13 +169,13 @@ def run_offline(run_dir, members: list[Member], data: PopulationData, agent_name
     task_idx = jnp.asarray(np.array([data.task_index(m.task) for m in members], np.int32))
     data_keys = jnp.stack([stream_key(m.seed, "data") for m in members])
     val_keys = jnp.stack([stream_key(m.seed, "val") for m in members])
-    dev_data = _place(data.arrays(), mesh, split=False)
-    dev_val = _place(val_data.arrays(), mesh, split=False) if val_data is not None else None
+    dev_data = place_members(data.arrays(), mesh, split=False)
+    dev_val = place_members(val_data.arrays(), mesh, split=False) if val_data is not None else None
     val_idx = (jnp.asarray(np.array([val_data.task_index(m.task) for m in members], np.int32))
                if val_data is not None else None)
-    run_agents = _place(_pad(agents, padded), mesh, split=True)
-    run_keys = _place(_pad(data_keys, padded), mesh, split=True)
-    run_tasks = _place(_pad(task_idx, padded), mesh, split=True)
+    run_agents = place_members(pad_members(agents, padded), mesh, split=True)
+    run_keys = place_members(pad_members(data_keys, padded), mesh, split=True)
+    run_tasks = place_members(pad_members(task_idx, padded), mesh, split=True)
     real = np.arange(len(members))
 
     warning = cpu_warning(config, settings.steps)
@@ -250,7 +251,7 @@ def _first_line(agent_name, members, config, memory, devices, solo, remaining, t
                 f"batch {config.batch_size}, device {device.platform} ({device.device_kind}); {timing}")
     return (f"training a population of {len(members)} {agent_name} agents ({_describe(members)}): {remaining} "
             f"updates each, networks {network_label(config)}, batch {config.batch_size}, {devices} {device.platform}"
-            f" device(s) ({device.device_kind}), memory about {_gib(memory['total_bytes'])}; {timing}")
+            f" device(s) ({device.device_kind}), memory about {format_bytes(memory['total_bytes'])}; {timing}")
 
 
 def _check_finite(info: dict, members, step: int, solo) -> None:

@@ -13,15 +13,13 @@ tolerance. On several devices (GPUs, or CPU cores when JAX is given several CPU 
 members are split across them; a population that does not divide evenly is padded with copies of its first member
 whose results are dropped.
 
-Memory: the shared arrays once per device, plus per member its state (parameters, optimiser moments, target
-networks) and the working memory of one update (activations of every network for one batch); see
-`population_memory`. A population that will not fit is refused before anything is compiled.
+The shared data is `dipole.data.stacked.PopulationData`; devices and memory (the split over devices, the estimate,
+the refusal of a population that will not fit) are `dipole.runners.devices`. Their names stay importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from functools import partial
 
@@ -30,8 +28,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from dipole.agents import get_agent
-from dipole.data.dataset import Dataset, DatasetError
+from dipole.data.stacked import (  # noqa: F401 (importable from here as before)
+    OPTIONAL_SHARED_KEYS,
+    SHARED_KEYS,
+    PopulationData,
+    as_population_data,
+    load_population_data,
+    shared_keys,
+)
 from dipole.errors import UsageError
+from dipole.runners.devices import (  # noqa: F401 (importable from here as before)
+    MEMORY_HEADROOM,
+    check_population_fits,
+    device_memory_free,
+    member_mesh,
+    pad_members,
+    place_members,
+    population_memory,
+    use_cpu_cores,
+)
 from dipole.runners.evaluation import (
     MAX_EVAL_ENVS,
     EvalWorkers,
@@ -40,128 +55,6 @@ from dipole.runners.evaluation import (
 )
 from dipole.runners.offline import selection_note
 from dipole.storage import list_checkpoints, read_checkpoint, resolve_checkpoint, write_checkpoint
-
-SHARED_KEYS = ("observations", "actions", "next_observations")
-OPTIONAL_SHARED_KEYS = ("term_rewards",)  # kept when the first task's data has them (dipole-terms' reward per term)
-MEMORY_HEADROOM = 0.9  # a population may use at most this share of the device memory that is free
-
-
-# ---------------------------------------------------------------------------------------------- data
-class PopulationData:
-    """One copy of the transitions the tasks share, with one reward and one mask column per task.
-
-    Built from one `Dataset` per task (each relabelled by its own loader, e.g. OGBench's); their observations,
-    actions and next observations (and per-term rewards, when the data has them) must be identical, which is
-    checked. `arrays()` gives what the compiled update reads: observations, actions, next_observations (N, .),
-    term_rewards (N, K) when present, and rewards, masks (N, T).
-    """
-
-    def __init__(self, tasks: list[str], datasets: list[Dataset]):
-        if not tasks or len(tasks) != len(datasets):
-            raise UsageError(f"a population needs one dataset per task; got {len(tasks)} tasks and "
-                             f"{len(datasets)} datasets")
-        if len(set(tasks)) != len(tasks):
-            raise UsageError(f"tasks of a population must differ; got {tasks}")
-        self.tasks = list(tasks)
-        first = datasets[0]
-        for task, ds in zip(tasks[1:], datasets[1:]):
-            _check_shared(ds, first, task, tasks[0])
-        self.shared = {k: first[k] for k in shared_keys(first)}
-        self.rewards = np.stack([ds["rewards"] for ds in datasets], axis=1)
-        self.masks = np.stack([ds["masks"] for ds in datasets], axis=1)
-        self.fingerprints = [ds.fingerprint() for ds in datasets]
-        self.term_names = getattr(first, "term_names", None)
-        self.names = [ds.name for ds in datasets]
-        self.summaries = [ds.summary() for ds in datasets]
-
-    def __len__(self) -> int:
-        return len(self.shared["observations"])
-
-    def arrays(self) -> dict:
-        return {**self.shared, "rewards": self.rewards, "masks": self.masks}
-
-    def task_index(self, task: str) -> int:
-        return self.tasks.index(task)
-
-    def nbytes(self) -> int:
-        return sum(int(v.nbytes) for v in self.arrays().values())
-
-    def dataset(self, task: str) -> Dataset:
-        """The single-task Dataset of `task` (as its loader made it)."""
-        i = self.task_index(task)
-        return Dataset({**self.shared, "rewards": self.rewards[:, i], "masks": self.masks[:, i]}, name=self.names[i],
-                       term_names=self.term_names)
-
-
-def shared_keys(ds) -> tuple:
-    """The arrays every task of a population shares with the first task `ds`: observations, actions, next
-    observations, and per-term rewards when it has them."""
-    arrays = getattr(ds, "arrays", {})
-    return SHARED_KEYS + tuple(k for k in OPTIONAL_SHARED_KEYS if k in arrays)
-
-
-def _check_shared(ds, first, task: str, first_task: str) -> None:
-    """Refuse a task whose observations, actions or next observations (or per-term rewards) differ from the first
-    task's."""
-    for key in shared_keys(first):
-        if key not in getattr(ds, "arrays", {}):
-            raise DatasetError(f"{ds.name} ({task}): has no field '{key}' but {first.name} ({first_task}) has; the "
-                               "tasks of a population must carry the same fields")
-        if ds[key] is first[key]:  # a task reduced to its columns already holds the first task's arrays
-            continue
-        if ds[key].shape != first[key].shape or not np.array_equal(ds[key], first[key]):
-            raise DatasetError(f"{ds.name} ({task}): field '{key}' differs from {first.name} ({first_task}); the "
-                               "tasks of a population must share observations, actions and next observations "
-                               "(relabel one dataset per task), so train them separately")
-
-
-class _Columns:
-    """A task's dataset reduced to its reward and mask columns once its shared arrays are checked equal to the
-    first task's (so only one copy of them is kept)."""
-
-    def __init__(self, ds: Dataset, first: Dataset, task: str, first_task: str):
-        _check_shared(ds, first, task, first_task)
-        self.name = ds.name
-        self._fingerprint = ds.fingerprint()
-        self._summary = ds.summary()
-        self.arrays = {"rewards": ds["rewards"], "masks": ds["masks"], **{k: first[k] for k in shared_keys(first)}}
-
-    def __getitem__(self, key):
-        return self.arrays[key]
-
-    def fingerprint(self):
-        return self._fingerprint
-
-    def summary(self):
-        return self._summary
-
-
-def as_population_data(tasks: list[str], datasets) -> PopulationData:
-    """A PopulationData as is, or one built from a Dataset (one task) or a list of Datasets (one per task)."""
-    if isinstance(datasets, PopulationData):
-        if datasets.tasks != list(tasks):
-            raise UsageError(f"the population data holds tasks {datasets.tasks}, not {list(tasks)}")
-        return datasets
-    if isinstance(datasets, Dataset):
-        datasets = [datasets]
-    return PopulationData(list(tasks), list(datasets))
-
-
-def load_population_data(tasks: list[str], load_one) -> tuple[PopulationData, PopulationData | None]:
-    """`load_one(task) -> (train Dataset, validation Dataset or None)`, called task by task; only the first task's
-    shared arrays are kept (each later task's are checked equal to them, then dropped)."""
-    first, first_val = load_one(tasks[0])
-    rest, rest_val = [], []
-    for task in tasks[1:]:
-        ds, val = load_one(task)
-        rest.append(_Columns(ds, first, task, tasks[0]))
-        if (val is None) != (first_val is None):
-            raise UsageError(f"{task} {'has no' if val is None else 'has a'} validation split but {tasks[0]} "
-                             f"{'has one' if val is None else 'has none'}; a population needs the same for every task")
-        if first_val is not None:
-            rest_val.append(_Columns(val, first_val, task, tasks[0]))
-    data = PopulationData(tasks, [first, *rest])
-    return data, (PopulationData(tasks, [first_val, *rest_val]) if first_val is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------- members
@@ -281,117 +174,6 @@ def population_validation(agents, data: dict, keys, task_idx, batch_size: int):
         return agent.update(batch)[1]
 
     return _over_members(member, agents, keys, task_idx)
-
-
-# ---------------------------------------------------------------------------------------------- devices, memory
-def device_memory_free(device=None) -> int:
-    """Bytes free on `device` (default: JAX's first device): the accelerator's limit minus what is in use, or the
-    host's available memory for CPU devices."""
-    device = device or jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-
-
-def _dense_widths(params) -> int:
-    """Sum of the output widths of every dense layer in a parameter tree (ensemble copies counted)."""
-    total = 0
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        if getattr(path[-1], "key", None) == "kernel" and leaf.ndim >= 2:
-            total += int(np.prod(leaf.shape)) // int(leaf.shape[-2])
-    return total
-
-
-def population_memory(agent, members: int, data_bytes: int, batch_size: int, devices: int = 1,
-                      val_bytes: int = 0) -> dict:
-    """Bytes a population needs: the data once per device, and per member its state plus one update's working
-    memory. `agent` is one member (unstacked).
-
-    Working memory is estimated as batch x 4 bytes x the widths of every dense layer x (passes per update) x 4
-    (activations kept for the gradient, their gradients, pre-activations, normalisation): the update runs each
-    network on the batch and on next observations, and flow agents run their velocity network `flow_steps` times
-    when they distil or sample inside the loss.
-    """
-    state = sum(int(x.nbytes) for x in jax.tree_util.tree_leaves(agent))
-    widths = _dense_widths(agent.params)
-    passes = 2 + (int(getattr(agent.config, "flow_steps", 1)) if agent.config.agent in ("fql",) else 0)
-    work = batch_size * 4 * widths * passes * 4
-    per_member = state + work
-    total = (data_bytes + val_bytes) * devices + per_member * members
-    per_device = data_bytes + val_bytes + per_member * math.ceil(members / devices)
-    return {"data_bytes": int(data_bytes + val_bytes), "devices": int(devices), "state_bytes": int(state),
-            "work_bytes": int(work), "per_member_bytes": int(per_member), "members": int(members),
-            "total_bytes": int(total), "per_device_bytes": int(per_device)}
-
-
-def _gib(b: float) -> str:
-    return f"{b / 2**30:.2f} GiB" if b >= 2**28 else f"{b / 2**20:.1f} MiB"
-
-
-def check_population_fits(memory: dict, free: int | None = None) -> None:
-    """Refuse, before compiling, a population whose estimated memory on one device (the data, and that device's
-    share of the members) exceeds 90% of what the device has free."""
-    free = device_memory_free() if free is None else free
-    devices = memory["devices"]
-    if memory["per_device_bytes"] > MEMORY_HEADROOM * free:
-        fit = int((MEMORY_HEADROOM * free - memory["data_bytes"]) // memory["per_member_bytes"]) * devices
-        where = "the device has" if devices == 1 else f"each of the {devices} devices has"
-        what = "a run" if memory["members"] == 1 else f"a population of {memory['members']} members"
-        raise UsageError(
-            f"{what} needs about {_gib(memory['per_device_bytes'])} per device "
-            f"(data {_gib(memory['data_bytes'])} + {math.ceil(memory['members'] / devices)} x "
-            f"{_gib(memory['per_member_bytes'])} per member) but {where} {_gib(free)} free; "
-            + (f"train at most {fit} members at a time (fewer seeds or tasks; `dipole bench --max-population "
-               f"{fit}`) or smaller networks (--preset small)" if fit >= 1 else
-               "not even one member fits beside the data: use smaller networks (--preset small)" if
-               memory["data_bytes"] < MEMORY_HEADROOM * free else
-               "the data alone does not fit: use a smaller dataset or smaller networks (--preset small)"))
-
-
-def use_cpu_cores() -> None:
-    """Give JAX one CPU device per core (unless the user chose a number), so a population trained on the CPU is
-    split over the cores; a single run uses the first device as before. Only possible before JAX starts; the CLI
-    calls it first thing. From Python: `jax.config.update("jax_num_cpu_devices", os.cpu_count())` before any JAX
-    work, or set JAX_NUM_CPU_DEVICES."""
-    if "JAX_NUM_CPU_DEVICES" in os.environ or "host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    try:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        jax.config.update("jax_num_cpu_devices", cores or 1)
-    except RuntimeError:  # JAX's backends already started (e.g. main() called twice in one process)
-        pass
-
-
-def member_mesh(num_members: int):
-    """(mesh or None, padded size): members are split over min(#devices, #members) devices of the default backend,
-    padded to a multiple of that number."""
-    devices = jax.devices()
-    n = min(len(devices), num_members)
-    if n <= 1:
-        return None, num_members
-    return jax.sharding.Mesh(np.array(devices[:n]), ("members",)), math.ceil(num_members / n) * n
-
-
-def _place(tree, mesh, split: bool):
-    if mesh is None:
-        return jax.device_put(tree)
-    spec = jax.sharding.PartitionSpec("members") if split else jax.sharding.PartitionSpec()
-    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, spec))
-
-
-def _pad(tree, padded: int):
-    n = jax.tree_util.tree_leaves(tree)[0].shape[0]
-    if padded == n:
-        return tree
-    return jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - n, axis=0)]), tree)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

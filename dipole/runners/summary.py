@@ -7,9 +7,10 @@ import os
 
 import numpy as np
 
+from dipole.data.stacked import PopulationData
 from dipole.runners.logging import read_csv
 from dipole.runners.plots import learning_curve
-from dipole.runners.population import PopulationData, export_members
+from dipole.runners.population import export_members
 from dipole.storage import atomic_write_json, list_checkpoints
 
 
