@@ -218,17 +218,12 @@ class TermsAgent(Agent):
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, params, batch):
+        """Every term's IQL critic: expectile V_k (its own expectile) and TD Q_k to r_k + gamma mask V_k(s'), summed
+        over terms."""
         cfg = self.config
-        obs, actions = batch["observations"], batch["actions"]
-        target_qs = self.q_net.apply(self.target_q, obs, actions)  # (num_qs, B, T)
-        v = self.v_net.apply(params["v"], obs)  # (B, T)
-        target = jax.lax.stop_gradient(critic.aggregate_q(target_qs, cfg.q_agg, cfg.q_pessimism))
-        v_loss = jnp.sum(jnp.mean(critic.expectile_loss(target - v, jnp.asarray(cfg.expectiles)), axis=0))
-        next_v = self.v_net.apply(params["v"], batch["next_observations"])
-        td_target = jax.lax.stop_gradient(batch["term_rewards"] + cfg.discount * batch["masks"][:, None] * next_v)
-        qs = self.q_net.apply(params["q"], obs, actions)
-        q_loss = jnp.mean(jnp.sum(jnp.square(qs - td_target[None]), axis=(0, 2)))
-        return v_loss + q_loss, {"v_loss": v_loss, "q_loss": q_loss, "v_mean": v.mean(), "q_mean": qs.mean()}
+        return critic.iql_losses(self.q_net.apply, self.v_net.apply, params, self.target_q,
+                                 {**batch, "rewards": batch["term_rewards"]}, cfg.discount,
+                                 jnp.asarray(cfg.expectiles), cfg.q_agg, cfg.q_pessimism)
 
     def actor_loss(self, params, batch, rng, adv):
         x_t, t, target = flow.flow_matching_inputs(rng, batch["actions"])
@@ -309,23 +304,20 @@ class TermsAgent(Agent):
         if num_candidates == 1:
             noise = jax.random.normal(rng, (obs.shape[0], self.action_dim))
             return flow.euler_sample(self.guided_velocity_fn(lam), obs, noise, steps)
-        batch, k = obs.shape[0], num_candidates
+        batch = obs.shape[0]
         rng, pick_rng = jax.random.split(rng)
-        tiled = jnp.repeat(obs, k, axis=0)
         # 'tilt' draws its candidates from mu (lambda = 0) and puts the weights into the resampling instead
         velocity = self.reference_velocity_fn() if selection == "tilt" else self.guided_velocity_fn(lam)
-        noise = jax.random.normal(rng, (batch * k, self.action_dim))
-        actions = flow.euler_sample(velocity, tiled, noise, steps).reshape(batch, k, -1)
-        g = self.sampling_advantage(tiled, actions.reshape(batch * k, -1)).reshape(batch, k, -1)
+        tiled, actions = flow.draw_candidates(lambda o, noise: flow.euler_sample(velocity, o, noise, steps), rng, obs,
+                                              num_candidates, self.action_dim)
+        g = self.sampling_advantage(tiled, actions.reshape(batch * num_candidates, -1)).reshape(
+            batch, num_candidates, -1)
         logw = jnp.sum(g * lam * jnp.asarray(cfg.betas), axis=-1)  # (B, K)
         if cfg.guard_term:
             g_guard = g[..., cfg.terms.index(cfg.guard_term)]
             passing = g_guard >= cfg.guard_threshold
             logw = jnp.where(passing, logw, -jnp.inf)
-        if selection == "argmax":
-            pick = jnp.argmax(logw, axis=1)
-        else:
-            pick = jax.random.categorical(pick_rng, logw, axis=1)
+        pick = flow.pick_candidate(logw, selection, pick_rng)
         if cfg.guard_term:  # no candidate passes: keep the one the guard term rates highest
             pick = jnp.where(passing.any(axis=1), pick, jnp.argmax(g_guard, axis=1))
         return actions[jnp.arange(batch), pick]

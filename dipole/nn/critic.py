@@ -23,10 +23,11 @@ def expectile_loss(diff, expectile: float):
     return weight * jnp.square(diff)
 
 
-def value_loss(v, target_q, expectile: float):
+def value_loss(v, target_q, expectile):
     """L_V = E[|tau - 1(Qt - V < 0)| (Qt - V)^2] with Qt = min_i Qtarget_i(s, a), or another `aggregate_q` of the
-    target heads (no gradient into Qt)."""
-    return jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q) - v, expectile))
+    target heads (no gradient into Qt). v, target_q: (B,), or (B, T) for T reward terms, each with its own
+    expectile (T,) and the terms' losses summed."""
+    return jnp.sum(jnp.mean(expectile_loss(jax.lax.stop_gradient(target_q) - v, expectile), axis=0))
 
 
 Q_AGGS = ("min", "lcb")
@@ -47,9 +48,14 @@ def aggregate_q(qs, how: str = "min", pessimism: float = 1.0):
 
 
 def q_loss(qs, rewards, masks, next_v, discount: float):
-    """L_Q = E[sum_i (Q_i(s, a) - (r + gamma * mask * V(s')))^2]; qs has shape (num_qs, B)."""
+    """L_Q = E[sum_i (Q_i(s, a) - (r + gamma * mask * V(s')))^2]; qs has shape (num_qs, B), or (num_qs, B, T) with
+    rewards and next_v (B, T) for T reward terms, their losses summed (masks stay (B,))."""
+    if rewards.ndim > masks.ndim:
+        masks = masks[:, None]
     target = jax.lax.stop_gradient(rewards + discount * masks * next_v)
-    return jnp.mean(jnp.sum(jnp.square(qs - target[None]), axis=0))
+    if qs.ndim == 2:
+        return jnp.mean(jnp.sum(jnp.square(qs - target[None]), axis=0))
+    return jnp.mean(jnp.sum(jnp.square(qs - target[None]), axis=(0, 2)))
 
 
 ADV_NORMS = ("none", "running_std")
@@ -78,13 +84,14 @@ def advantage(qs, v, how: str = "min", pessimism: float = 1.0):
     return jax.lax.stop_gradient(aggregate_q(qs, how, pessimism) - v)
 
 
-def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float, expectile: float,
+def iql_losses(q_apply, v_apply, params, target_q_params, batch, discount: float, expectile,
                q_agg: str = "min", pessimism: float = 1.0):
     """The whole IQL critic objective on a batch: expectile V on min target Q (or the heads' `aggregate_q`), plus TD
     Q to r + gamma mask V(s').
 
     q_apply(q_params, obs, actions) -> (num_qs, B); v_apply(v_params, obs) -> (B,). params holds 'q' and 'v'.
-    Returns (loss, metrics).
+    With T reward terms (dipole-terms) the batch's rewards are (B, T), the networks give (num_qs, B, T) and (B, T),
+    `expectile` may be one per term, and the terms' losses are summed. Returns (loss, metrics).
     """
     obs, actions = batch["observations"], batch["actions"]
     target_qs = q_apply(target_q_params, obs, actions)

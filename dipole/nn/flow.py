@@ -61,19 +61,30 @@ def select_candidates(sample_fn: Callable, score_fn: Callable, rng, obs, num_can
     """
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")  # callers check user input
-    batch = obs.shape[0]
     if num_candidates == 1:
-        return sample_fn(obs, jax.random.normal(rng, (batch, action_dim)))
+        return sample_fn(obs, jax.random.normal(rng, (obs.shape[0], action_dim)))
+    pick_rng = None
     if selection == "tilt":
         rng, pick_rng = jax.random.split(rng)
+    tiled, actions = draw_candidates(sample_fn, rng, obs, num_candidates, action_dim)
+    scores = score_fn(tiled, actions.reshape(-1, action_dim)).reshape(obs.shape[0], num_candidates)
+    return actions[jnp.arange(obs.shape[0]), pick_candidate(scores, selection, pick_rng, log_scale)]
+
+
+def draw_candidates(sample_fn: Callable, rng, obs, num_candidates: int, action_dim: int):
+    """`num_candidates` actions per state from sample_fn(obs, noise), one noise draw for all -> (obs repeated per
+    candidate (B*K, D), actions (B, K, A))."""
     tiled = jnp.repeat(obs, num_candidates, axis=0)  # (B*K, D)
-    actions = sample_fn(tiled, jax.random.normal(rng, (batch * num_candidates, action_dim)))
-    scores = score_fn(tiled, actions).reshape(batch, num_candidates)
+    actions = sample_fn(tiled, jax.random.normal(rng, (obs.shape[0] * num_candidates, action_dim)))
+    return tiled, actions.reshape(obs.shape[0], num_candidates, action_dim)
+
+
+def pick_candidate(scores, selection: str, pick_rng=None, log_scale=1.0):
+    """The index of the kept candidate per state from scores (B, K): the highest ('argmax') or one drawn with
+    probability proportional to exp(log_scale * score) ('tilt', from `pick_rng`)."""
     if selection == "argmax":
-        pick = jnp.argmax(scores, axis=1)
-    else:
-        pick = jax.random.categorical(pick_rng, log_scale * scores, axis=1)
-    return actions.reshape(batch, num_candidates, action_dim)[jnp.arange(batch), pick]
+        return jnp.argmax(scores, axis=1)
+    return jax.random.categorical(pick_rng, log_scale * scores, axis=1)
 
 
 def effective_sample_size(log_weights):
