@@ -5,14 +5,14 @@
 Makes the scripted-driver dataset (if missing), trains DIPOLE, BC and IQL on it (small networks), evaluates the
 scripted drivers, the baselines, DIPOLE at its headline omega (fixed in advance in dipole/agents/presets.py) and DIPOLE over
 an omega sweep (each point its own evaluation, K=1 so only guidance moves), all on the same episode seeds. Every
-evaluation is cached in OUT/results.json, so a killed run resumes. Writes OUT/results.json, OUT/tradeoff.md and
+evaluation is cached in OUT/results.json (dipole.bench.cache), so a killed run resumes; a results.json made with other
+settings is refused. Writes OUT/results.json, OUT/tradeoff.md and
 OUT/tradeoff.png (mean speed against collision rate, and return terms against omega).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -40,6 +40,7 @@ def main(argv=None):
 
     from dipole.agents import build_config
     from dipole.agents.base import parse_overrides
+    from dipole.bench.cache import ResultsCache
     from dipole.bench.highway import evaluate_driver
     from dipole.data.highway import load_highway
     from dipole.datagen.highway import DEFAULT_DATA_EPISODES, DRIVERS, generate_highway
@@ -47,7 +48,6 @@ def main(argv=None):
     from dipole.runners.evaluation import evaluate_agent
     from dipole.runners.loop import train
     from dipole.runners.offline import TrainSettings
-    from dipole.storage import atomic_write_json
 
     args.data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
     overrides = parse_overrides(args.config)
@@ -55,32 +55,20 @@ def main(argv=None):
     t0 = time.time()
     base, weights = parse_highway_name(args.env)
     data_path = os.path.join(args.out, "data", f"{base}.npz")
-    results_path = os.path.join(args.out, "results.json")
-    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
     settings_key = {"env": args.env, "steps": args.steps, "episodes": args.episodes, "preset": args.preset,
                     "lr": args.lr, "seed": args.seed, "data_episodes": args.data_episodes, "config": sorted(args.config)}
-    if results.get("settings") != settings_key:
-        results = {"settings": settings_key, "evals": {}}
-
-    def save():
-        atomic_write_json(results_path, results)
+    store = ResultsCache(os.path.join(args.out, "results.json"), settings_key)
+    results = store.results
 
     if not os.path.exists(data_path):
         print(f"generating {args.data_episodes} scripted-driver episodes ...", flush=True)
-        results["data"] = generate_highway(base, episodes=args.data_episodes, workers=args.workers, seed=args.seed,
-                                           out_dir=os.path.dirname(data_path))
-        save()
+        store.save(data=generate_highway(base, episodes=args.data_episodes, workers=args.workers, seed=args.seed,
+                                         out_dir=os.path.dirname(data_path)))
     dataset = load_highway(args.env, data_path)
 
     def cached(key, fn):
-        if key not in results["evals"]:
-            t = time.time()
-            results["evals"][key] = fn()
-            print(f"  {key}: crash/off-road {failure(results['evals'][key]):.2f}, speed "
-                  f"{results['evals'][key]['mean_speed']:.1f} m/s, return {results['evals'][key]['return']:.1f} "
-                  f"({time.time() - t:.0f}s)", flush=True)
-            save()
-        return results["evals"][key]
+        return store.cached(key, fn, lambda r: f"crash/off-road {failure(r):.2f}, speed {r['mean_speed']:.1f} m/s, "
+                                               f"return {r['return']:.1f}")
 
     print("scripted drivers:", flush=True)
     for d in DRIVERS:
@@ -100,9 +88,7 @@ def main(argv=None):
             for w in [float(x) for x in args.omegas.split(",")]:
                 cached(f"{name}/omega={w:g}", lambda w=w: evaluate_agent(agent, args.env, args.episodes, omega=w,
                                                                          num_candidates=1, seed=args.seed))
-    results["weights"] = weights
-    results["seconds"] = results.get("seconds", 0) + time.time() - t0
-    save()
+    store.save(weights=weights, seconds=results.get("seconds", 0) + time.time() - t0)
     md = table(results)
     with open(os.path.join(args.out, "tradeoff.md"), "w") as f:
         f.write(md + "\n")

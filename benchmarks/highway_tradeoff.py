@@ -25,9 +25,6 @@ speed against the rate of episodes ended by a crash or by leaving the road, each
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import json
 import os
 import time
 
@@ -87,6 +84,7 @@ def main(argv=None):
 
     from dipole.agents import build_config
     from dipole.agents.base import parse_overrides
+    from dipole.bench.cache import ResultsCache
     from dipole.bench.highway import evaluate_driver
     from dipole.data.highway import load_highway
     from dipole.datagen.highway import DEFAULT_DATA_EPISODES, DRIVERS, generate_highway
@@ -95,7 +93,6 @@ def main(argv=None):
     from dipole.runners.loop import train_population
     from dipole.runners.offline import TrainSettings
     from dipole.runners.population import PopulationData, evaluate_population, members_of, population_eval_envs
-    from dipole.storage import atomic_write_json
 
     data_episodes = args.data_episodes or DEFAULT_DATA_EPISODES
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
@@ -121,53 +118,25 @@ def main(argv=None):
     t0 = time.time()
     os.makedirs(args.out, exist_ok=True)
     data_path = os.path.join(args.out, "data", f"{ENV}.npz")
-    results_path = os.path.join(args.out, "results.json")
     settings_key = {"stage": args.stage, "data_seed": stage["data_seed"], "data_episodes": data_episodes,
                     "seeds": seeds, "episodes": episodes, "steps": args.steps, "preset": args.preset, "lr": args.lr}
-    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-    if results.get("settings") != settings_key:
-        if results.get("evals"):
-            raise UsageError(f"{results_path} holds results made with other settings ({results.get('settings')}); "
-                             "use another --out or remove it")
-        results = {"settings": settings_key, "evals": {}}
-
-    @contextlib.contextmanager
-    def results_lock():
-        """Several processes may fill one OUT (e.g. --parts terms and --parts drivers,retrained,baselines on two
-        cores): each writes results.json read-modify-write under this lock, so none loses another's rows."""
-        with open(os.path.join(args.out, ".results.lock"), "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def save(**changes):
-        with results_lock():
-            on_disk = json.load(open(results_path)) if os.path.exists(results_path) else {}
-            if on_disk.get("settings") == results["settings"]:
-                results["evals"] = {**on_disk.get("evals", {}), **results["evals"]}
-                for k, v in on_disk.items():
-                    results.setdefault(k, v)
-            results.update(changes)
-            atomic_write_json(results_path, results)
+    # several processes may fill one OUT (e.g. --parts terms and --parts drivers,retrained,baselines on two cores):
+    # the cache writes results.json read-modify-write under a lock, so none loses another's rows
+    store = ResultsCache(os.path.join(args.out, "results.json"), settings_key)
+    results = store.results
 
     if not os.path.exists(data_path):
         print(f"generating {data_episodes} scripted-driver episodes (data seed {stage['data_seed']}) ...", flush=True)
-        save(data=generate_highway(ENV, episodes=data_episodes, workers=args.workers, seed=stage["data_seed"],
-                                   out_dir=os.path.dirname(data_path)))
+        store.save(data=generate_highway(ENV, episodes=data_episodes, workers=args.workers, seed=stage["data_seed"],
+                                         out_dir=os.path.dirname(data_path)))
+
+    def describe(per_seed):
+        fail, speed = _stats(per_seed, "failure"), _stats(per_seed, "mean_speed")
+        return f"crash or off-road {100 * fail[0]:.1f} ± {100 * fail[1]:.1f} %, speed {speed[0]:.2f} ± {speed[1]:.2f} m/s"
 
     def cached(key, fn):
         """fn() -> one result row per seed (in `seeds` order), evaluated once and kept in results.json."""
-        if key not in results["evals"]:
-            t = time.time()
-            rows = fn()
-            results["evals"][key] = {str(s): r for s, r in zip(seeds, rows)}
-            fail, speed = _stats(results["evals"][key], "failure"), _stats(results["evals"][key], "mean_speed")
-            print(f"  {key}: crash or off-road {100 * fail[0]:.1f} ± {100 * fail[1]:.1f} %, speed {speed[0]:.2f} ± "
-                  f"{speed[1]:.2f} m/s ({time.time() - t:.0f} s)", flush=True)
-            save()
-        return results["evals"][key]
+        return store.cached(key, lambda: {str(s): r for s, r in zip(seeds, fn())}, describe)
 
     settings = TrainSettings(steps=args.steps, seed=seeds[0], log_every=1000, eval_every=0, eval_episodes=0,
                              save_every=min(args.steps, 5000), progress=True)
@@ -224,7 +193,7 @@ def main(argv=None):
         pop = population(name, name, [ENV])
         cached(f"{name}: headline", lambda pop=pop: evaluate_population(pop, episodes))
 
-    save()
+    store.save()
     md = table(results)
     with open(os.path.join(args.out, "tradeoff.md"), "w") as f:
         f.write(md + "\n")

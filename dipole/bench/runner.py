@@ -31,14 +31,12 @@ from dipole.runfolder import check_resume, claimed, remove_entries
 from dipole.runners.evaluation import (
     close_eval_envs,
     envs_per_member,
-    evaluate_agent,
-    omega_sweep,
     row_selection,
     setting_label,
     sweep_settings,
 )
 from dipole.runners.logging import read_csv
-from dipole.runners.loop import train, train_population
+from dipole.runners.loop import train_population
 from dipole.runners.offline import TrainSettings, fmt_seconds
 from dipole.runners.population import (
     Member,
@@ -61,7 +59,8 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
 
     With `population` (the default) each agent's unfinished (task, seed) runs are trained as one population (one
     compiled program, at most `max_population` members each; see dipole.runners.population), whose members give
-    the results the same runs trained one by one give; otherwise run by run.
+    the results the same runs trained one by one give; otherwise run by run (`max_population` 1: each run is a
+    population of one, as `dipole train` trains a single run).
 
     `backend` says where the population programs run: `LocalBackend()` (the default: one after another in this
     process) or `RayBackend(...)` (Ray tasks on this machine or a cluster); see dipole.bench.backends. The results
@@ -84,13 +83,11 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
             return aggregate(suite, agents, seeds, out_dir)
         if max_population is not None and max_population < 1:
             raise UsageError(f"--max-population must be >= 1, got {max_population}")
-        if not population and not isinstance(backend, LocalBackend):
-            raise UsageError(f"the {backend.name} backend runs populations; drop --no-population")
+        if not population:  # run by run: each run its own program, a population of one
+            max_population = 1
         _own_bench_folder(out_dir, suite, overrides, overwrite, log)
         check_finished_runs(suite, agents, seeds, out_dir, overrides)
         train_file = prepare_data(suite, os.path.join(out_dir, "data"), workers, log)
-        if not population:
-            return _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides)
         backend.run(plan_jobs(suite, agents, seeds, out_dir, train_file, overrides, max_population,
                               eval_workers_of(backend, workers)), run_population_job, log)
         return aggregate(suite, agents, seeds, out_dir)
@@ -222,31 +219,6 @@ def plan_jobs(suite: Suite, agents: list[str], seeds: int, out_dir: str, train_f
         jobs += [PopulationJob(suite, agent_name, tuple(mine[i:i + size]), out_dir, train_file, dict(overrides),
                                eval_workers) for i in range(0, len(mine), size)]
     return jobs
-
-
-def _run_one_by_one(suite, agents, seeds, out_dir, train_file, log, overrides):
-    runs, todo = _unfinished(suite, agents, seeds, out_dir)
-    start = time.time()
-    for i, (task, agent_name, seed) in enumerate(todo):
-        run_dir = _run_dir(out_dir, task, agent_name, seed)
-        result_path = os.path.join(run_dir, "result.json")
-        eta = "" if not i else f", ETA {(time.time() - start) / i * (len(todo) - i) / 60:.0f} min"
-        log(f"[{len(runs) - len(todo) + i + 1}/{len(runs)}] {task} {agent_name} seed {seed}{eta}")
-        dataset, val_dataset = _load_task(suite, train_file)(task)
-        config = _config(suite, agent_name, task, overrides)
-        settings = _settings(suite, seed)
-        agent = train(run_dir, task, dataset, agent_name, config, settings, resume=True, log=log,
-                      val_dataset=val_dataset)
-        headline = evaluate_agent(agent, task, suite.eval_episodes, seed=seed)
-        sweep = None
-        if agent.samples_with("omega"):
-            sweep = omega_sweep(agent, task, list(suite.sweep_omegas), list(suite.sweep_candidates),
-                                suite.eval_episodes, seed=seed, selections=_selections(suite, agent))
-        curve = learning_curves(run_dir, (task, seed)).get((task, seed)) if suite.eval_every else None
-        atomic_write_json(result_path, {"task": task, "agent": agent_name, "seed": seed, "steps": suite.steps,
-                                        "headline": headline, "omega_sweep": sweep, "config": config.to_dict(),
-                                        **({"curve": curve} if curve else {})})
-    return aggregate(suite, agents, seeds, out_dir)
 
 
 def _config(suite, agent_name, task, overrides):

@@ -34,7 +34,7 @@ def command(ctx: Context) -> dict[str, type]:
         overwrite: bool = False
         """Delete the earlier runs and results in --out (not its data) and start again."""
         population: bool = True
-        """Train each agent's tasks x seeds as one population (one compiled program); --no-population: run by run."""
+        """Train each agent's tasks x seeds as one population (one compiled program); --no-population: run by run (each run its own program, a population of one)."""
         max_population: Optional[int] = None
         """At most this many members per population (default: all of an agent's unfinished runs)."""
         run: Annotated[BackendArgs, Flat] = dataclasses.field(default_factory=BackendArgs)
