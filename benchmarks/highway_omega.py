@@ -84,7 +84,7 @@ def main(argv=None):
                                  save_every=args.steps, progress=True)
         agents[name] = agent = train(run_dir, args.env, dataset, name, config, settings, resume=True)
         cached(f"{name}/headline", lambda: evaluate_agent(agent, args.env, args.episodes, seed=args.seed))
-        if hasattr(config, "omega") and name == "dipole":
+        if agent.samples_with("omega") and name == "dipole":
             for w in [float(x) for x in args.omegas.split(",")]:
                 cached(f"{name}/omega={w:g}", lambda w=w: evaluate_agent(agent, args.env, args.episodes, omega=w,
                                                                          num_candidates=1, seed=args.seed))

@@ -31,7 +31,7 @@ def main():
     pop, header = load_population(resolve_checkpoint(args.population))
     envs = population_eval_envs(pop, args.episodes, args.num_envs, workers=args.workers)
     # agents without a greediness knob (IFQL: K only) are evaluated once per K
-    omegas = args.omega if hasattr(pop.agents.config, "omega") else [None]
+    omegas = args.omega if pop.agents.samples_with("omega") else [None]
     for k in args.k:
         for sel in args.selection if k > 1 else ["argmax"]:
             for w in omegas:
