@@ -2,7 +2,7 @@
 `error:` line; any other exception is a bug (or an environment problem) and keeps its traceback.
 
 Each class also derives from the built-in exception a Python caller would expect (ValueError, FileNotFoundError,
-RuntimeError, OSError), so `except ValueError` keeps working.
+RuntimeError, OSError, FloatingPointError), so `except ValueError` keeps working.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ class RunFolderError(DipoleError, RuntimeError):
 
 class MissingDependencyError(DipoleError, ImportError):
     """An optional package a feature needs is not installed; the message gives the pip command."""
+
+
+class DivergedError(DipoleError, FloatingPointError):
+    """Training produced non-finite metrics; the message names the step and the columns, and what to lower. The last
+    checkpoint before it is intact."""
 
 
 class NoSpaceError(DipoleError, OSError):

@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the field and the fix."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import random_transitions
@@ -110,3 +112,24 @@ def test_cli_reports_errors_without_traceback(tmp_path):
               "--dataset", str(tmp_path / "missing.npz")])
     with pytest.raises(SystemExit, match="error: .*neither a checkpoint file nor a run folder"):
         main(["eval", "--checkpoint", str(tmp_path / "nope")])
+
+
+def test_a_diverging_run_stops_with_one_error_line_and_saves_no_non_finite_state(tmp_path, pointmaze_files, capsys):
+    run = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--env", "pointmaze-medium-navigate-singletask-task1-v0", "--dataset",
+              pointmaze_files["train_path"], "--run-dir", run, "--steps", "40", "--log-every", "20", "--save-every",
+              "20", "--eval-every", "0", "--preset", "tiny", "--config.lr", "1e30", "--no-progress"])
+    message = str(e.value.code)  # the CLI exits with its one `error:` line
+    assert message.startswith("error: non-finite training metrics") and "lower config.lr" in message
+    assert "\n" not in message
+    assert "at step 20;" in message  # the first check, at the first logged step
+    assert os.listdir(os.path.join(run, "checkpoints")) == []  # the non-finite step-20 state is never saved
+
+
+def test_a_dmc_name_without_its_task_is_refused_with_the_names_that_exist():
+    from dipole.envs.dmc import make_dmc_env
+    from dipole.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"unknown DMC task 'dmc-walker': write dmc-DOMAIN-TASK, one of \['dmc-walker-st"):
+        make_dmc_env("dmc-walker")

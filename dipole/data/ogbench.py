@@ -61,9 +61,12 @@ def manifest_path(train_file: str) -> str:
 
 def file_digest(path: str) -> dict:
     """{'bytes': size, 'sha256': hex digest of the file's bytes}."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):  # hashlib.file_digest needs Python 3.11
+            digest.update(block)
         size = os.fstat(f.fileno()).st_size
+    digest = digest.hexdigest()
     return {"bytes": size, "sha256": digest}
 
 

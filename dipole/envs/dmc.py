@@ -92,5 +92,9 @@ class DMCEnv:
 
 def make_dmc_env(name: str):
     """'dmc-walker-walk' -> DMCEnv('walker', 'walk'); 'dmc-cheetah-run_backward' likewise."""
-    _, domain, task = name.split("-", 2)
+    parts = name.split("-", 2)
+    if len(parts) < 3:
+        raise UsageError(f"unknown DMC task {name!r}: write dmc-DOMAIN-TASK, one of "
+                         f"{[f'dmc-{d}-{t}' for d, ts in DOMAINS.items() for t in ts]}")
+    _, domain, task = parts
     return DMCEnv(domain, task.replace("-", "_"))

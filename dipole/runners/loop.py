@@ -25,7 +25,7 @@ import numpy as np
 from dipole.agents import get_agent, restore
 from dipole.data.dataset import Dataset
 from dipole.data.stacked import PopulationData, as_population_data
-from dipole.errors import UsageError
+from dipole.errors import DivergedError, UsageError
 from dipole.runfolder import check_resume, check_run_id, new_run_id, open_run_folder, save_checkpoint
 from dipole.runners import population as P
 from dipole.runners.devices import (
@@ -259,9 +259,9 @@ def _check_finite(info: dict, members, step: int, solo) -> None:
     if not bad:
         return
     if solo is not None:
-        raise FloatingPointError(f"non-finite training metrics {sorted({k for _, k in bad})} at step {step}; lower "
+        raise DivergedError(f"non-finite training metrics {sorted({k for _, k in bad})} at step {step}; lower "
                                  "config.lr or check data")
-    raise FloatingPointError(f"non-finite training metrics at step {step}: {bad[:4]}; lower config.lr or check data")
+    raise DivergedError(f"non-finite training metrics at step {step}: {bad[:4]}; lower config.lr or check data")
 
 
 def _evaluate(population: Population, settings, eval_envs, logger, bar, step: int, solo):

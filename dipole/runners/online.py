@@ -26,7 +26,7 @@ from dipole.agents import restore
 from dipole.data.dataset import Dataset
 from dipole.data.replay import ReplayBuffer
 from dipole.envs import make_env
-from dipole.errors import UsageError
+from dipole.errors import DivergedError, UsageError
 from dipole.runfolder import new_run_id, open_run_folder, save_checkpoint
 from dipole.runners.evaluation import evaluate_agent, make_eval_envs
 from dipole.runners.intervals import check_intervals
@@ -270,7 +270,7 @@ def _finetune(run_dir, env_name, dataset, agent, settings, resume, source, log, 
             info_row = {k: float(np.mean(v)) for k, v in stacked.items()}
             bad = sorted(k for k, v in info_row.items() if not np.isfinite(v))
             if bad:
-                raise FloatingPointError(f"non-finite training metrics {bad} at env step {step}; lower the lr")
+                raise DivergedError(f"non-finite training metrics {bad} at env step {step}; lower the lr")
             logger.log("metrics", {"step": step, "updates": int(agent.step), "buffer": len(buffer),
                                "time": round(time.time() - t_start, 3), **info_row})
             if recent:
