@@ -34,10 +34,11 @@ def _load(folder: str) -> dict:
         with open(p) as f:
             r = json.load(f)
         per_seed.setdefault(int(r["seed"]), {})[r["task"]] = 100.0 * float(r["headline"][results["metric"]])
-    scores = np.asarray([[s[t] for t in tasks] for _, s in sorted(per_seed.items()) if len(s) == len(tasks)])
+    complete = [seed for seed, s in sorted(per_seed.items()) if len(s) == len(tasks)]  # seeds with every task done
+    scores = np.asarray([[per_seed[seed][t] for t in tasks] for seed in complete])
     with open(glob.glob(os.path.join(folder, "runs", "*", "dipole", "seed*", "result.json"))[0]) as f:
         headline = json.load(f)
-    return {"results": results, "tasks": tasks, "scores": scores, "seeds": sorted(per_seed),
+    return {"results": results, "tasks": tasks, "scores": scores, "seeds": complete,
             "setting": {k: headline["headline"][k] for k in ("omega", "num_candidates", "selection")}}
 
 

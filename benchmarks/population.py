@@ -1,8 +1,8 @@
 """Populations against single runs on this machine, printed as JSON: one object per (size, agent).
 
-A single run (`dipole.runners.offline.train_chunk`, the loop `dipole train` compiles) and a population of
-tasks x seeds members (`dipole.runners.population.population_chunk`, what `dipole train --seeds` and `dipole
-bench` compile) update on the same synthetic data, shaped like OGBench's cube-double (40-dim observations,
+A single run (`dipole.runners.offline.train_chunk`, one agent's scan of updates) and a population of tasks x seeds
+members (`dipole.runners.population.population_chunk`, what `dipole train` and `dipole bench` compile; a single
+run is its one-member case) update on the same synthetic data, shaped like OGBench's cube-double (40-dim observations,
 5-dim actions, 5 tasks' reward columns). Each is compiled first, then timed for --seconds.
 
     single_updates_per_s       updates per second of one run alone

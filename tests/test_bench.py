@@ -44,7 +44,7 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     assert "evaluating 1 finished member(s) of the population" in capsys.readouterr().out
 
 
-def test_population_bench_gives_the_results_of_runs_trained_one_by_one(tmp_path):
+def test_population_bench_gives_the_results_of_runs_trained_as_populations_of_one(tmp_path):
     """Each (task, seed) of a population ends where the same run trained alone (--no-population: a population of
     one, on the unbatched path of a single run) ends, so the tables agree (the population's evaluation environments
     stepped by 2 worker processes, the runs' in this process)."""

@@ -163,3 +163,8 @@ def test_cli_finetune(offline, tmp_path, pointmaze_files):
     main(["finetune", "--checkpoint", run, "--online-steps", "100", "--episode-length", "60", "--eval-every", "100",
           "--eval-episodes", "1", "--save-every", "50", "--log-every", "50", "--run-dir", out, "--resume"])
     assert [e["step"] for e in read_csv(os.path.join(out, "eval.csv"))] == [0, 100]
+    # a fine-tune's folder is not resumed as an offline run
+    with pytest.raises(SystemExit, match=r"error: --resume: .* is a fine-tune's checkpoint; resume it with `dipole "
+                                         r"finetune --resume`"):
+        main(["train", "--env", "pointmaze-medium-navigate-singletask-task1-v0", "--dataset",
+              pointmaze_files["train_path"], "--run-dir", out, "--resume", "--steps", "100000"])

@@ -330,3 +330,18 @@ def test_population_evaluation_holds_a_bounded_number_of_environments():
         for e in (e for per in envs for e in per):
             e.close()
     assert [len(e) for e in population_eval_envs(few, 10, num_envs=3)] == [3, 3]  # asked for: as asked
+
+
+def test_a_population_acts_under_every_omega_with_one_compiled_program():
+    """omega is traced: a sweep over omegas compiles the population's act once per (K, selection), not per omega."""
+    from dipole.runners import population as P
+
+    members = [Member(TASKS[0], 0), Member(TASKS[0], 1)]
+    obs = np.zeros((1, 2), np.float32)
+    pop = Population(P.create_members("dipole", DIPOLEConfig(**TINY), members, obs, np.zeros((1, 2), np.float32)),
+                     members)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    before = P._population_act._cache_size()
+    acts = [pop.sample_actions(np.zeros((2, 3, 2), np.float32), keys, omega=w, num_candidates=1) for w in (0, 1, 2.5)]
+    assert P._population_act._cache_size() == before + 1
+    assert acts[0].shape == (2, 3, 2) and not np.allclose(acts[0], acts[2])  # the omegas did act differently

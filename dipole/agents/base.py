@@ -181,14 +181,6 @@ class Agent(flax.struct.PyTreeNode):
     def samples_with(cls, setting: str) -> bool:
         return setting in cls.SAMPLING
 
-    @property
-    def ranks_candidates(self) -> bool:
-        return "num_candidates" in self.SAMPLING
-
-    @property
-    def tilts_candidates(self) -> bool:
-        return "selection" in self.SAMPLING
-
     # ------------------------------------------------------------------ learning
     def apply_loss(self, loss_fn, *args, **changes):
         """The gradient step every agent takes: d loss_fn(params, *args) / d params -> optimiser -> apply; then the

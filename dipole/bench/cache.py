@@ -20,7 +20,7 @@ from dipole.storage import atomic_write_json
 
 
 class ResultsCache:
-    def __init__(self, path: str, settings: dict, log=print):
+    def __init__(self, path: str, settings: dict, log=lambda msg: print(msg, flush=True)):
         self.path = path
         self.log = log
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -84,6 +84,8 @@ def run_bench(suite_name: str, agents: list[str], seeds: int, out_dir: str | Non
         if max_population is not None and max_population < 1:
             raise UsageError(f"--max-population must be >= 1, got {max_population}")
         if not population:  # run by run: each run its own program, a population of one
+            if max_population not in (None, 1):
+                raise UsageError(f"--no-population trains run by run; drop --max-population {max_population}")
             max_population = 1
         _own_bench_folder(out_dir, suite, overrides, overwrite, log)
         check_finished_runs(suite, agents, seeds, out_dir, overrides)
@@ -314,14 +316,13 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
 CURVE_FIELDS = ("success", "progress", "return")
 
 
-def learning_curves(run_dir: str, member: tuple | None = None) -> dict:
-    """{(task, seed): [{step, success, progress, return}, ...]} from a population's eval.csv, or a single run's
-    (whose rows name no member: `member` is its (task, seed)): the headline setting evaluated while training;
-    progress only on manipulation tasks."""
+def learning_curves(run_dir: str) -> dict:
+    """{(task, seed): [{step, success, progress, return}, ...]} from a population's eval.csv: the headline setting
+    evaluated while training; progress only on manipulation tasks."""
     out = {}
     for row in read_csv(os.path.join(run_dir, "eval.csv")):
         point = {"step": int(row["step"]), **{k: row[k] for k in CURVE_FIELDS if isinstance(row.get(k), float)}}
-        out.setdefault(member or (row["task"], int(row["seed"])), []).append(point)
+        out.setdefault((row["task"], int(row["seed"])), []).append(point)
     return out
 
 

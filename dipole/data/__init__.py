@@ -26,7 +26,8 @@ def _dmc(name, path, download, clip_actions):
 
     if not path:
         domain = name.split("-")[1] if name.count("-") >= 2 else "DOMAIN"
-        raise UsageError(f"{name} needs --dataset DOMAIN-explore.npz (make it with `dipole data dmc {domain}`)")
+        raise UsageError(f"{name} needs a dataset path (--dataset) to {domain}-explore.npz; make it with "
+                         f"`dipole data dmc {domain}`")
     env, train = load_dmc(name, path, clip_actions=clip_actions)
     env.close()
     return train, None

@@ -101,6 +101,9 @@ def resume_point(run_dir: str, facts: dict, steps: int | None, log, kind: str = 
     if kind == "finetune":
         if finetune is None or finetune.get("format") != FINETUNE_FORMAT:
             raise CheckpointError(f"{path} is not a fine-tuning checkpoint; use a new --run-dir for the fine-tune")
+    elif finetune is not None:
+        raise UsageError(f"--resume: {path} is a fine-tune's checkpoint; resume it with `dipole finetune --resume` "
+                         "and the same --run-dir, or choose another folder")
     elif ("members" in header) != (kind == "population"):
         raise UsageError(f"--resume: {path} is a population's checkpoint; resume it with `dipole train --seeds`"
                          if kind == "single" else

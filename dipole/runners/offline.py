@@ -1,6 +1,7 @@
-"""Offline training loop: compiled chunks of updates, logs, progress with ETA, atomic checkpoints, exact resume.
+"""Offline training settings (`TrainSettings`) and the helpers the loop (`dipole.runners.loop`) prints with; and
+`train_chunk`, one agent's compiled chunk of updates, which benchmarks time against a population's.
 
-Batches are drawn inside the compiled chunk from a key derived from (seed, agent step), so a run resumed from a
+Batches are drawn inside a compiled chunk from a key derived from (seed, agent step), so a run resumed from a
 checkpoint at step k continues exactly as the uninterrupted run would have.
 """
 
@@ -57,14 +58,6 @@ def train_chunk(agent, data: dict, data_key, num_updates: int, batch_size: int):
 
     agent, infos = jax.lax.scan(one, agent, None, length=num_updates)
     return agent, jax.tree_util.tree_map(jnp.mean, infos)
-
-
-@partial(jax.jit, static_argnames=("batch_size",))
-def validation_metrics(agent, data: dict, key, batch_size: int):
-    """The losses of one update on a batch of held-out data, at the current parameters; the agent is not changed."""
-    idx = jax.random.randint(key, (batch_size,), 0, data["observations"].shape[0])
-    _, info = agent.update(jax.tree_util.tree_map(lambda x: x[idx], data))
-    return info
 
 
 def network_label(config) -> str:

@@ -117,9 +117,16 @@ class Population:
         return population_act(self.agents, jnp.asarray(obs, jnp.float32), keys, sampling)
 
 
-@jax.jit
 def population_act(agents, obs, keys, sampling):
-    """Every member acts on its own observations (M, B, D) with its own key (M, 2) under one resolved sampling."""
+    """Every member acts on its own observations (M, B, D) with its own key (M, 2) under one resolved sampling.
+
+    Compiled once per (K, selection): omega and term weights are traced; the evaluation row the sampling carries
+    (static, with their values) is left out of the compiled call."""
+    return _population_act(agents, obs, keys, sampling.replace(row=()))
+
+
+@jax.jit
+def _population_act(agents, obs, keys, sampling):
     return jax.vmap(lambda ag, o, k: ag.act(o, k, sampling))(agents, obs, keys)
 
 
