@@ -180,7 +180,8 @@ def generate_highway(name: str = "highway-fast-v0", episodes: int = DEFAULT_DATA
 
     base, _ = parse_highway_name(name)
     if episodes < len(DRIVERS):
-        raise UsageError(f"--episodes must be >= {len(DRIVERS)} (one per scripted driver), got {episodes}")
+        raise UsageError(f"the number of driving episodes (--episodes; --data-episodes in the benchmark scripts) "
+                         f"must be >= {len(DRIVERS)}, one per scripted driver; got {episodes}")
     out_dir = os.path.expanduser(out_dir)
     with writing_data(out_dir, base):  # one writer per file, for the whole generation
         chunk = max(1, min(8, episodes // (max(workers, 1) * 4) or 1))
