@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dipole.agents import agent_spec, build_config, get_agent  # noqa: E402
+from dipole.agents import agent_spec, build_config, create_agent, get_agent  # noqa: E402
 from dipole.runners.devices import member_mesh, pad_members, place_members, population_memory  # noqa: E402
 from dipole.runners.offline import train_chunk  # noqa: E402
 from dipole.runners.population import create_members, members_of, population_chunk, unstack  # noqa: E402
@@ -80,7 +80,7 @@ def measure(spec: str, size: str, tasks: int, seeds: int, rows: int, chunk: int,
     single_rate = single_compile = None
     if single_run:
         single = jax.device_put(single)
-        agent = agent_cls.create(0, data["observations"][:1], data["actions"][:1], config)
+        agent = create_agent(agent_cls, 0, data["observations"][:1], data["actions"][:1], config)
         key = stream_key(0, "data")
         t0 = time.perf_counter()
         step = train_chunk.lower(agent, single, key, chunk, config.batch_size).compile()

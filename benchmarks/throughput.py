@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole.agents import AGENTS, agent_spec, build_config
+from dipole.agents import AGENTS, agent_spec, build_config, create_agent
 
 
 def split_agents(text: str) -> list[str]:
@@ -69,7 +69,7 @@ def bench_size(spec: str, name: str, obs_dim: int, action_dim: int, seconds: flo
     agent_name, overrides = agent_spec(spec)
     agent_cls, _ = AGENTS[agent_name]
     config = build_config(agent_name, None, name, overrides)
-    agent = agent_cls.create(0, np.zeros(obs_dim), np.zeros(action_dim), config)
+    agent = create_agent(agent_cls, 0, np.zeros(obs_dim), np.zeros(action_dim), config)
     r = np.random.default_rng(0)
     b = config.batch_size
     batch = {

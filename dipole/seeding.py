@@ -23,7 +23,8 @@ def stream_key(seed: int, name: str):
     """The JAX key of stream `name` of run `seed`."""
     import jax
 
-    return jax.random.fold_in(jax.random.PRNGKey(int(seed)), _stream_id(name))
+    root = jax.random.PRNGKey(seed if isinstance(seed, jax.Array) else int(seed))  # an array: inside a compiled create
+    return jax.random.fold_in(root, _stream_id(name))
 
 
 def stream_seed(seed: int, name: str, *index: int) -> int:

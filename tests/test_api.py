@@ -67,3 +67,19 @@ def test_saved_agent_loads_with_the_same_state_and_actions(tmp_path, name):
 def test_config_of_an_older_checkpoint_with_the_agent_name_among_its_fields():
     cfg = dipole.DIPOLEConfig.from_dict({"agent": "dipole", "beta": 3.0})
     assert cfg.beta == 3.0 and cfg.agent == "dipole" and "agent" not in cfg.to_dict()
+
+
+@pytest.mark.parametrize("seed", [7, 2 ** 31 - 1, 2 ** 31])
+def test_compiled_create_gives_every_agent_the_values_of_the_op_by_op_create(seed):
+    """Runs and populations create their agents as one compiled program; every array is the one the plain create
+    makes, bit for bit, for every agent and for seeds at and past the int32 range (those are made on the host)."""
+    from dipole.agents import AGENTS, build_config, create_agent
+
+    obs, act = np.zeros((1, 5), np.float32), np.zeros((1, 3), np.float32)
+    for name, (cls, _) in AGENTS.items():
+        config = build_config(name, None, "tiny", {})
+        plain, compiled = cls.create(seed, obs, act, config), create_agent(cls, seed, obs, act, config)
+        a, b = jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(compiled)
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(np.asarray(x), np.asarray(y)), name

@@ -149,18 +149,18 @@ def test_a_bench_killed_during_its_sweep_keeps_the_settings_it_evaluated(tmp_pat
     pop_dir = os.path.join(out, "populations", os.listdir(os.path.join(out, "populations"))[0])
     pop, _ = runner.load_population(runner.list_checkpoints(pop_dir)[-1])
     config = runner._config(SUITES["smoke"], "dipole", task, {})
-    envs = runner.population_eval_envs(pop, 1)
+    envs = runner.population_eval_envs(pop, 2)  # the suite evaluated 1 episode
     del calls[:]
-    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
+    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 2, (0.0, 1, None), said.append)
     assert calls == [("again", 0.0, 1, None)]
-    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
+    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 2, (0.0, 1, None), said.append)
     assert calls == [("again", 0.0, 1, None)]  # the same evaluation again: read back
     # but one made with another version of an environment package is evaluated afresh
     real_version = runner.importlib.metadata.version
     assert runner.eval_package_versions()["ogbench"] == real_version("ogbench")
     monkeypatch.setattr(runner.importlib.metadata, "version",
                         lambda name: "0.0.1" if name == "ogbench" else real_version(name))
-    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 1, (0.0, 1, None), said.append)
+    runner.saved_evaluation(pop, pop_dir, "dipole", config, envs, 2, (0.0, 1, None), said.append)
     assert calls == [("again", 0.0, 1, None)] * 2
     for e in (e for per in envs for e in per):
         e.close()

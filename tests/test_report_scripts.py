@@ -66,3 +66,30 @@ def test_critic_forms_refuses_different_seeds(tmp_path):
     _bench(tmp_path / "b", {"t1": [0.0] * 3}, setting, seeds=(0, 1, 2))
     with pytest.raises(SystemExit, match=r"error: the folders hold different seeds \(\[0, 1, 2, 3\] against"):
         forms.report({"a": forms._load(str(tmp_path / "a")), "b": forms._load(str(tmp_path / "b"))})
+
+
+def test_pilot_curves_rank_a_step_only_with_room_and_a_gap(tmp_path):
+    """The pilot's rule on made-up curves: 2 seeds x 20 episodes = 40 per agent; IQL 50 % against BC 10 %: gap 40,
+    interval 1.96 sqrt(.25/40 + .09/40) = 18.07 points, so the step ranks; at 10k IQL's 15 % is below the range."""
+    pilot = _script("pilot_curves")
+    task = "scene-play-singletask-task1-v0"
+
+    def curve(points):
+        return {"success": {"steps": [10_000, 20_000], "category": points,
+                            "tasks": {task: [[m, 0.0] for m, _ in points]}}}
+
+    summary = {"suite": "pilot-scene", "category": "scene-play-v0", "seeds": 2, "eval_episodes": 20,
+               "agents": {"bc": {"tasks": {task: [10, 0]}, "curves": curve([[5.0, 0.0], [10.0, 0.0]])},
+                          "iql": {"tasks": {task: [50, 0]}, "curves": curve([[15.0, 0.0], [50.0, 0.0]])},
+                          "ifql": {"tasks": {task: [40, 0]}, "curves": curve([[12.0, 0.0], [40.0, 0.0]])}}}
+    rows = pilot.ranking_steps(summary)
+    assert [(r["step"], r["best"], r["ranks"]) for r in rows] == [(10_000, "iql", False), (20_000, "iql", True)]
+    assert rows[1]["bc_gap"] == 40.0 and rows[1]["gap_interval"] == pytest.approx(18.1, abs=0.05)
+    os.makedirs(tmp_path / "b")
+    with open(tmp_path / "b" / "results.json", "w") as f:
+        json.dump(summary, f)
+    pilot.main([str(tmp_path / "b"), "--png", str(tmp_path / "p.png"), "--json", str(tmp_path / "p.json")])
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert [r["ranks"] for r in json.load(open(tmp_path / "p.json"))["rows"]] == [False, True]
+    with pytest.raises(SystemExit, match="results.json not found"):
+        pilot.main([str(tmp_path / "nowhere")])

@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import jax
 import numpy as np
 
 from dipole.agents.base import Agent, AgentConfig
@@ -38,6 +41,20 @@ def get_agent(name: str):
     if name not in AGENTS:
         raise UsageError(f"unknown agent {name!r}; available: {sorted(AGENTS)}")
     return AGENTS[name]
+
+
+def create_agent(agent_cls, seed: int, ex_obs, ex_actions, config) -> Agent:
+    """`agent_cls.create(seed, ex_obs, ex_actions, config)` compiled as one program: the same values bit for bit
+    (tests/test_api.py), in one compilation per (agent, config, shapes) instead of one per array operation of the
+    networks' initialisation (several seconds at the start of every process)."""
+    if not -2 ** 31 <= int(seed) < 2 ** 31:  # a key of a wider seed is made on the host, as create makes it
+        return agent_cls.create(seed, ex_obs, ex_actions, config)
+    return _compiled_create(agent_cls, config, np.int32(seed), np.asarray(ex_obs), np.asarray(ex_actions))
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _compiled_create(agent_cls, config, seed, ex_obs, ex_actions):
+    return agent_cls.create(seed, ex_obs, ex_actions, config)
 
 
 def make_config(name: str, overrides: dict | None = None):
@@ -124,7 +141,7 @@ def make(agent: str, ex_obs, ex_actions, seed: int = 0, preset: str = "paper", t
     """
     config = build_config(agent, task, preset, fields)
     agent_cls, _ = get_agent(agent)
-    return agent_cls.create(seed, ex_obs, ex_actions, config)
+    return create_agent(agent_cls, seed, ex_obs, ex_actions, config)
 
 
 def restore(header: dict, state: dict, config: AgentConfig | None = None) -> Agent:
@@ -137,8 +154,8 @@ def restore(header: dict, state: dict, config: AgentConfig | None = None) -> Age
                          "bench run folder) or dipole.runners.population.load_population")
     agent_cls, config_cls = get_agent(header["agent"])
     config = config or config_cls.from_dict(header["config"])
-    template = agent_cls.create(
-        0, np.zeros((1, header["obs_dim"]), np.float32), np.zeros((1, header["action_dim"]), np.float32), config
+    template = create_agent(
+        agent_cls, 0, np.zeros((1, header["obs_dim"]), np.float32), np.zeros((1, header["action_dim"]), np.float32), config
     )
     try:
         return from_state_dict(template, state["agent"])

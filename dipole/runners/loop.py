@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole.agents import get_agent, restore
+from dipole.agents import create_agent, get_agent, restore
 from dipole.data.dataset import Dataset
 from dipole.data.stacked import PopulationData, as_population_data
 from dipole.errors import DivergedError, UsageError
@@ -135,7 +135,7 @@ def run_offline(run_dir, members: list[Member], data: PopulationData, agent_name
     if found is not None:
         header, state, start_step, run_id, _ = found
     ex_obs, ex_act = data.shared["observations"][:1], data.shared["actions"][:1]
-    one = agent_cls.create(members[0].seed, ex_obs, ex_act, config)
+    one = create_agent(agent_cls, members[0].seed, ex_obs, ex_act, config)
     one.check_sampling()  # a bad omega or K in the config fails now, not at the first evaluation
     mesh, padded = member_mesh(len(members))
     devices = 1 if mesh is None else mesh.size

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dipole.agents import get_agent
+from dipole.agents import create_agent, get_agent
 from dipole.data.stacked import (  # noqa: F401 (importable from here as before)
     OPTIONAL_SHARED_KEYS,
     SHARED_KEYS,
@@ -133,7 +133,7 @@ def _population_act(agents, obs, keys, sampling):
 def create_members(agent_name: str, config, members: list[Member], ex_obs, ex_actions):
     """Each member's agent exactly as a single run of its seed creates it, stacked."""
     agent_cls, _ = get_agent(agent_name)
-    return stack([agent_cls.create(m.seed, ex_obs, ex_actions, config) for m in members])
+    return stack([create_agent(agent_cls, m.seed, ex_obs, ex_actions, config) for m in members])
 
 
 # ---------------------------------------------------------------------------------------------- compiled chunks
