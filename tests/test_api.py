@@ -76,7 +76,9 @@ def test_compiled_create_gives_every_agent_the_values_of_the_op_by_op_create(see
     from dipole.agents import AGENTS, build_config, create_agent
 
     obs, act = np.zeros((1, 5), np.float32), np.zeros((1, 3), np.float32)
-    for name, (cls, _) in AGENTS.items():
+    # past the int32 range both calls run the plain create: one agent shows that branch
+    agents = AGENTS.items() if seed < 2 ** 31 else [("dipole", AGENTS["dipole"])]
+    for name, (cls, _) in agents:
         config = build_config(name, None, "tiny", {})
         plain, compiled = cls.create(seed, obs, act, config), create_agent(cls, seed, obs, act, config)
         a, b = jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(compiled)

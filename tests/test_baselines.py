@@ -56,7 +56,7 @@ def test_ifql_rejection_sampling_picks_high_q_actions():
 
 
 def test_fql_onestep_policy_tracks_its_flow_when_q_is_flat():
-    agent = trained("fql", alpha=100.0)  # rewards 0: Q is flat, distillation dominates
+    agent = trained("fql", alpha=100.0, flow_steps=10)  # rewards 0: Q is flat, distillation dominates
     student = draw(agent)
     import jax.numpy as jnp
 
@@ -66,7 +66,7 @@ def test_fql_onestep_policy_tracks_its_flow_when_q_is_flat():
 
 
 def test_fql_onestep_policy_climbs_q_when_alpha_is_small():
-    agent = trained("fql", rewards="a", alpha=0.1)
+    agent = trained("fql", steps=1000, rewards="a", alpha=0.1, flow_steps=10)  # mean 0.999 at 1000 and 3000 updates
     assert draw(agent).mean() > 0.6
 
 

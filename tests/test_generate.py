@@ -57,17 +57,18 @@ def test_generated_dataset_loads_through_ogbench(tmp_path, monkeypatch, name):
 
 def test_oracle_successes_appear_in_relabelled_rewards(tmp_path):
     """cube-single with the published noise: the oracle solves its own targets, and some fall on OGBench's
-    task goals. Over 6 full episodes (seed 0) every one of the 5 tasks must see success at least once in total."""
+    task goals. Over 4 full episodes (seed 0) every one of the 5 tasks sees success (measured: 112, 56, 107, 54 and
+    88 rows)."""
     import ogbench
 
-    info = generate_ogbench("cube-single-play-v0", episodes=6, workers=2, seed=0, out_dir=str(tmp_path),
+    info = generate_ogbench("cube-single-play-v0", episodes=4, workers=2, seed=0, out_dir=str(tmp_path),
                             progress=False)
-    solved = 0
+    solved = []
     for task in range(1, 6):
         _, train, _ = ogbench.make_env_and_datasets(f"cube-single-play-singletask-task{task}-v0",
                                                     dataset_path=info["train_path"])
-        solved += int((train["rewards"] == 0).sum())
-    assert solved > 0
+        solved.append(int((train["rewards"] == 0).sum()))
+    assert all(n > 0 for n in solved), solved
 
 
 def test_same_output_for_any_number_of_workers(tmp_path, monkeypatch):

@@ -53,8 +53,8 @@ def test_ray_backend_gives_the_local_backends_numbers(tmp_path):
 
 
 def test_a_killed_worker_is_retried_and_resumes_to_the_same_numbers(tmp_path, monkeypatch):
-    # long enough (checkpoints every 300 of 3000 updates) that the kill lands mid-training
-    suite = dataclasses.replace(SUITES["smoke"], name="smoke-long", steps=3000, sweep_candidates=(1,))
+    # long enough (checkpoints every 100 of 1000 updates, polled every 20 ms) that the kill lands mid-training
+    suite = dataclasses.replace(SUITES["smoke"], name="smoke-long", steps=1000, sweep_candidates=(1,))
     monkeypatch.setitem(SUITES, "smoke-long", suite)
     out = str(tmp_path / "ray")
     lines, errors = [], []
@@ -81,7 +81,7 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_numbers(tmp_path, mo
         time.sleep(0.02)
     driver.join(timeout=300)
     assert not errors, errors
-    assert killed is not None and step < 3000, "the worker was not killed during training"
+    assert killed is not None and step < 1000, "the worker was not killed during training"
     finished = [line for line in lines if "ray: [1/1]" in line]
     assert finished and f"(pid {killed})" not in finished[0]  # another worker finished the job
     run_bench("smoke-long", ["dipole"], 2, out_dir=str(tmp_path / "local"), workers=1, log=lambda *_: 0)
