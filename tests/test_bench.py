@@ -175,20 +175,22 @@ def test_a_suite_with_learning_curves_records_the_headline_while_training(tmp_pa
     from dipole.bench import runner
 
     suite = dataclasses.replace(SUITES["smoke"], name="smoke-curves", eval_every=100, eval_episodes=1,
-                                sweep_candidates=(2,))
+                                sweep_candidates=(2,), first_seed=3)  # `--seeds 2` runs seeds 3 and 4
     monkeypatch.setitem(runner.SUITES, "smoke-curves", suite)
     summary = runner.run_bench("smoke-curves", ["dipole"], 2, out_dir=str(tmp_path), workers=1, log=lambda *_: 0)
     task = suite.tasks[0]
-    for seed in (0, 1):
+    for seed in (3, 4):
         r = json.load(open(tmp_path / "runs" / task / "dipole" / f"seed{seed}" / "result.json"))
         assert [p["step"] for p in r["curve"]] == [100, 200] and "progress" not in r["curve"][0]
         assert r["curve"][-1]["success"] == r["headline"]["success"]
         assert r["curve"][-1]["return"] == pytest.approx(r["headline"]["return"], abs=1e-4)
     curve = summary["agents"]["dipole"]["curves"]["success"]
     firsts = [100 * json.load(open(tmp_path / "runs" / task / "dipole" / f"seed{s}" / "result.json"))["curve"][0]
-              ["success"] for s in (0, 1)]
+              ["success"] for s in (3, 4)]
     assert curve["steps"] == [100, 200] and curve["category"][0] == (float(np.mean(firsts)), float(np.std(firsts)))
     assert list(summary["agents"]["dipole"]["curves"]) == ["success", "return"]
+    assert summary["seed_list"] == [3, 4] and not (tmp_path / "runs" / task / "dipole" / "seed0").exists()
     md = open(tmp_path / "results.md").read()
+    assert "mean ± std over 2 seeds (3, 4)" in md
     assert "Learning curves: category average success rate (%)" in md and "| 100 | " in md
     assert (tmp_path / "curves.png").stat().st_size > 0

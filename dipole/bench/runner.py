@@ -159,7 +159,7 @@ def check_finished_runs(suite: Suite, agents: list[str], seeds: int, out_dir: st
     for agent in agents:
         for task in suite.tasks:
             want = json.loads(json.dumps(_config(suite, agent, task, overrides).to_dict()))
-            for seed in range(seeds):
+            for seed in suite.seed_range(seeds):
                 path = _run_dir(out_dir, task, agent, seed, "result.json")
                 if not os.path.exists(path):
                     continue
@@ -205,7 +205,7 @@ def prepare_data(suite: Suite, default_dir: str, workers: int, log) -> str:
 
 
 def _unfinished(suite, agents, seeds, out_dir):
-    runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in range(seeds)]
+    runs = [(task, agent, seed) for task in suite.tasks for agent in agents for seed in suite.seed_range(seeds)]
     return runs, [r for r in runs if not os.path.exists(_run_dir(out_dir, *r, "result.json"))]
 
 
@@ -474,7 +474,7 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
         sweeps, subgoals, curve_points = {}, {}, {}
         for task in suite.tasks:
             scores, shares = [], []
-            for seed in range(seeds):
+            for seed in suite.seed_range(seeds):
                 path = _run_dir(out_dir, task, agent, seed, "result.json")
                 if not os.path.exists(path):
                     missing += 1
@@ -502,6 +502,7 @@ def aggregate(suite: Suite, agents: list[str], seeds: int, out_dir: str) -> dict
                           "subgoal_progress": subgoals, "curves": _curves(suite, curve_points)}
         seed_scores[agent] = per_seed
     summary = {"suite": suite.name, "category": suite.category, "seeds": seeds, "steps": suite.steps,
+               "seed_list": list(suite.seed_range(seeds)),
                "preset": suite.preset, "eval_episodes": suite.eval_episodes, "agents": results, "missing": missing,
                "metric": suite.metric}
     tau = np.linspace(0.0, 100.0, PROFILE_POINTS) if suite.metric == "success" else None

@@ -31,6 +31,10 @@ class Suite:
     role: str = ""  # 'development' (rules may be studied and chosen here) or 'test' (run once, rules frozen before)
     stats_reps: int = 10_000  # bootstrap replications of the aggregate statistics (dipole.bench.stats)
     eval_every: int = 0  # > 0: also evaluate the headline setting every so many updates (learning curves)
+    first_seed: int = 0  # `--seeds N` runs seeds first_seed .. first_seed + N - 1 (a test suite apart from a pilot)
+
+    def seed_range(self, seeds: int) -> range:
+        return range(self.first_seed, self.first_seed + seeds)
 
     @property
     def category(self) -> str:
