@@ -29,7 +29,7 @@ def load(folder: str) -> dict:
     path = os.path.join(folder, "results.json")
     if not os.path.exists(path):
         sys.exit(f"error: {path} not found; pass folders written by `dipole bench` (a finished job writes it, and "
-                 "`dipole bench ... --report-only` writes it for the runs finished so far)")
+                 "`dipole bench ... --report` writes it for the runs finished so far)")
     with open(path) as f:
         summary = json.load(f)
     if not any(a.get("curves") for a in summary["agents"].values()):
