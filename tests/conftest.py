@@ -25,6 +25,22 @@ def pytest_sessionfinish(session):
         shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
 
 
+def benchmark_script(name):
+    """benchmarks/NAME.py as a module (its folder first on sys.path while it loads, as `python benchmarks/NAME.py`)."""
+    import importlib.util
+    import sys
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(folder, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
 TINY = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=64, flow_steps=4)
 
 

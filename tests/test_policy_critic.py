@@ -279,16 +279,12 @@ def test_a_conditional_rule_key_with_a_typo_is_refused(monkeypatch):
 def test_cost_scripts_run_both_forms_and_dipole_terms(monkeypatch, capsys):
     """The README's cost commands run as written (their main(), in this process): throughput on dipole-terms (its
     batch needs term rewards) and both DIPOLE forms; populations of both forms. Rates are printed, never asserted."""
-    import importlib.util
     import sys
 
-    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-    monkeypatch.syspath_prepend(bench)  # as `python benchmarks/X.py` puts its folder first
+    from conftest import benchmark_script
 
     def run(script, *args):
-        spec = importlib.util.spec_from_file_location(script, os.path.join(bench, f"{script}.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = benchmark_script(script)
         monkeypatch.setattr(sys, "argv", [f"benchmarks/{script}.py", *args])
         module.main()
         return capsys.readouterr().out

@@ -1,20 +1,13 @@
 """The report scripts of benchmarks/ on made-up inputs whose answers are known in closed form."""
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
+from conftest import benchmark_script as _script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_discounted_return_cuts_at_episode_ends():
