@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from conftest import benchmark_script as _script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_discounted_return_cuts_at_episode_ends():
