@@ -20,6 +20,19 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
+# The order in which the two xdist workers take the files (pyproject.toml: --dist loadfile, --no-loadscope-reorder):
+# the longest first (each file's total on 2 cores, measured with --durations=0), so that no long file starts last
+# while the other worker idles; files not listed follow, in their usual order.
+LONGEST_FIRST = ("test_population.py", "test_policy_critic.py", "test_baselines.py", "test_api.py", "test_bench.py",
+                 "test_ray.py", "test_terms.py", "test_cli.py", "test_highway.py", "test_tilt.py", "test_generate.py",
+                 "test_bandit.py", "test_run_folders.py", "test_finetune.py", "test_losses.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 def pytest_sessionfinish(session):
     if _OWN_JAX_CACHE:  # only the process that made it
         shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
@@ -39,6 +52,44 @@ def benchmark_script(name):
     finally:
         sys.path.remove(folder)
     return module
+
+
+@pytest.fixture(scope="session")
+def smoke_bench(tmp_path_factory, worker_id):
+    """A finished `dipole bench --suite smoke --agents dipole,bc --seeds 2 --workers 2` folder, made once per test
+    run: the first xdist worker that asks makes it under a lock, the others wait for it and read it. Tests that
+    change a bench folder work on a copy (`copy_bench`)."""
+    import fcntl
+
+    from dipole.bench.runner import run_bench
+
+    # the folder all of this run's workers share (pytest-N/), or this process's own without xdist
+    root = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    out = root / "smoke-bench"
+    with open(root / "smoke-bench.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "results.json").exists():
+            shutil.rmtree(out, ignore_errors=True)  # a worker that died while making it
+            run_bench("smoke", ["dipole", "bc"], 2, out_dir=str(out), workers=2, log=lambda *_: 0)
+    return out
+
+
+def copy_bench(folder, to):
+    """A copy of a bench folder, to change without touching the shared one."""
+    shutil.copytree(folder, to)
+    return str(to)
+
+
+@pytest.fixture
+def short_episodes(monkeypatch):
+    """Evaluation environments made in this process end their episodes after 200 steps (pointmaze's run 1000): for
+    tests that compare two ways of evaluating the same episodes, whatever their length."""
+    import gymnasium
+
+    from dipole.runners import evaluation
+
+    real = evaluation.make_env
+    monkeypatch.setattr(evaluation, "make_env", lambda name: gymnasium.wrappers.TimeLimit(real(name), 200))
 
 
 TINY = dict(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), batch_size=64, flow_steps=4)

@@ -5,15 +5,14 @@ import os
 
 import numpy as np
 import pytest
+from conftest import copy_bench
 
 from dipole.bench.suites import SUITES
 from dipole.cli import main
 
 
-def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
-    out = str(tmp_path / "bench")
-    main(["bench", "--suite", "smoke", "--agents", "dipole,bc", "--seeds", "2", "--out", out, "--workers", "1"])
-    text = capsys.readouterr().out
+def test_smoke_suite_runs_resumes_and_aggregates(smoke_bench, tmp_path, capsys):
+    out = copy_bench(smoke_bench, tmp_path / "bench")  # `dipole bench --suite smoke --agents dipole,bc --seeds 2`
     task = SUITES["smoke"].tasks[0]
     results = json.load(open(os.path.join(out, "results.json")))
     per_seed = [json.load(open(os.path.join(out, "runs", task, "dipole", f"seed{s}", "result.json"))) for s in (0, 1)]
@@ -27,7 +26,6 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     # the headline (omega 0, K 2, argmax: the authors' sampling, DIPOLE's default) is the sweep's own row, evaluated
     # once
     assert all(r["headline"] == r["omega_sweep"][1] for r in per_seed)
-    assert "| **pointmaze-medium-navigate (1-task average)** |" in text and "| task | dipole | bc |" in text
     # agents without a greediness knob get a headline only, no sweep
     bc = json.load(open(os.path.join(out, "runs", task, "bc", "seed0", "result.json")))
     assert bc["omega_sweep"] is None and bc["headline"]["omega"] is None
@@ -38,31 +36,34 @@ def test_smoke_suite_runs_resumes_and_aggregates(tmp_path, capsys):
     stamp = os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json"))
     os.unlink(os.path.join(out, "runs", task, "dipole", "seed1", "result.json"))
     main(["bench", "--suite", "smoke", "--agents", "dipole,bc", "--seeds", "2", "--out", out, "--workers", "1"])
+    text = capsys.readouterr().out
     assert os.path.getmtime(os.path.join(out, "runs", task, "dipole", "seed0", "result.json")) == stamp
     again = json.load(open(os.path.join(out, "runs", task, "dipole", "seed1", "result.json")))
     assert again["headline"] == per_seed[1]["headline"]  # evaluated again from the trained population
-    assert "evaluating 1 finished member(s) of the population" in capsys.readouterr().out
+    assert "evaluating 1 finished member(s) of the population" in text
+    assert "| **pointmaze-medium-navigate (1-task average)** |" in text and "| task | dipole | bc |" in text
+    assert json.load(open(os.path.join(out, "results.json")))["agents"] == results["agents"]
 
 
-def test_population_bench_gives_the_results_of_runs_trained_as_populations_of_one(tmp_path):
+def test_population_bench_gives_the_results_of_runs_trained_as_populations_of_one(smoke_bench, tmp_path):
     """Each (task, seed) of a population ends where the same run trained alone (--no-population: a population of
     one, on the unbatched path of a single run) ends, so the tables agree (the population's evaluation environments
     stepped by 2 worker processes, the runs' in this process)."""
     from dipole.bench.runner import run_bench
 
-    quiet = dict(log=lambda *_: 0)
-    pop = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "pop"), workers=2, **quiet)
-    solo = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "solo"), population=False, workers=1, **quiet)
+    solo = run_bench("smoke", ["dipole"], 2, out_dir=str(tmp_path / "solo"), population=False, workers=1,
+                     log=lambda *_: 0)
     task = SUITES["smoke"].tasks[0]
     for seed in (0, 1):
-        a, b = (json.load(open(tmp_path / d / "runs" / task / "dipole" / f"seed{seed}" / "result.json"))
-                for d in ("pop", "solo"))
+        a, b = (json.load(open(folder / "runs" / task / "dipole" / f"seed{seed}" / "result.json"))
+                for folder in (smoke_bench, tmp_path / "solo"))
         assert os.path.basename(a["population"]).startswith("dipole-2-")  # both seeds in one program
         assert os.path.basename(b["population"]).startswith("dipole-1-")  # --no-population: a program per run
         for x, y in zip([a["headline"], *a["omega_sweep"]], [b["headline"], *b["omega_sweep"]]):
             assert (x["omega"], x["num_candidates"], x["success"]) == (y["omega"], y["num_candidates"], y["success"])
             assert x["return"] == pytest.approx(y["return"], abs=1e-3)
-    assert pop["agents"]["dipole"]["tasks"] == solo["agents"]["dipole"]["tasks"]
+    pop = json.load(open(smoke_bench / "results.json"))
+    assert pop["agents"]["dipole"]["tasks"] == json.loads(json.dumps(solo["agents"]["dipole"]["tasks"]))
 
 
 def test_report_only_marks_unfinished_runs(tmp_path):

@@ -289,10 +289,10 @@ def test_cost_scripts_run_both_forms_and_dipole_terms(monkeypatch, capsys):
         module.main()
         return capsys.readouterr().out
 
-    rows = json.loads(run("throughput", "--agents", "dipole-terms", "--sizes", "small", "--seconds", "0.05"))["agents"]
+    rows = json.loads(run("throughput", "--agents", "dipole-terms", "--sizes", "tiny", "--seconds", "0.05"))["agents"]
     assert [r["agent"] for r in rows] == ["dipole-terms"]
     assert all(r["updates_per_s"] > 0 for r in rows)
-    out = run("population", "--sizes", "small", "--agents", "dipole,dipole[critic=iql]", "--tasks", "1", "--seeds",
+    out = run("population", "--sizes", "tiny", "--agents", "dipole,dipole[critic=iql]", "--tasks", "1", "--seeds",
               "1", "--rows", "600", "--chunk", "2", "--seconds", "0.05", "--skip-single")
     lines = [json.loads(x) for x in out.splitlines()]
     assert [(r["agent"], r["config"]["critic"]) for r in lines] == [("dipole", "policy"), ("dipole[critic=iql]", "iql")]

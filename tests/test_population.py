@@ -107,7 +107,7 @@ def test_member_equals_the_same_task_and_seed_trained_alone(tmp_path, per_task, 
     assert "val/" in rows[0] and len(rows) == 1 + 2 * len(members)
 
 
-def test_batched_evaluation_equals_evaluating_each_member_alone(tmp_path, pop_data):
+def test_batched_evaluation_equals_evaluating_each_member_alone(tmp_path, pop_data, short_episodes):
     members = [Member(TASKS[0], 0), Member(TASKS[1], 2)]
     pop = train_population(str(tmp_path), members, pop_data[0], "dipole",
                            DIPOLEConfig(**TINY).replace(num_candidates=2), _settings(50), **QUIET)
@@ -116,6 +116,7 @@ def test_batched_evaluation_equals_evaluating_each_member_alone(tmp_path, pop_da
         alone = evaluate_agent(pop.member(i), m.task, 3, seed=m.seed, num_envs=2)
         for key in ("success", "return", "length", "omega", "num_candidates"):
             assert rows[i][key] == pytest.approx(alone[key], abs=1e-6), key
+        assert rows[i]["length"] == 200  # every episode ran to the limit
 
 
 def test_population_resume_after_a_kill_is_exact(tmp_path, pop_data):
