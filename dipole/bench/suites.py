@@ -89,6 +89,15 @@ SUITES = {
                                            ("puzzle-3x3", "puzzle-3x3-play-v0", (1,), 100_000),
                                            ("cube-double", "cube-double-play-v0", (1,), 100_000))
     },
+    # Round 3's development suite (results/protocol.md, rule 3), chosen by benchmarks/pilot_curves.py's written rule
+    # from BC's, IQL's and IFQL's pilot curves only (results/pilot.md): pointmaze task 1 ranks at 30k and 40k updates
+    # (best of IQL/IFQL 45 % and 80 %, BC 0 %), task 3 at no evaluated step (17.5 % at 20k, 100 % at 30k), so the
+    # suite is task 1 at 30k, the pilot's data, networks and learning rate, seeds 0-3 with 30 episodes per setting,
+    # and the knob grid of rule 6 (omega {0, 1, 2} x K {1, 4, 32}, argmax or tilt at K > 1).
+    "dev-pointmaze": Suite("dev-pointmaze", "pointmaze-medium-navigate-v0",
+                           ("pointmaze-medium-navigate-singletask-task1-v0",), episodes=1000, steps=30_000,
+                           preset="small", eval_episodes=30, overrides={"lr": 1e-3}, sweep_omegas=(0.0, 1.0, 2.0),
+                           sweep_candidates=(1, 4, 32), role="development"),
     # Driving (highway-env, scripted drivers' data): one dataset, its tasks are reward weightings of the same data
     # (the default one, and safety and speed weighted up), so a population trains them together.
     "highway-mini": Suite("highway-mini", "highway-fast-v0",
