@@ -66,6 +66,22 @@ def test_population_bench_gives_the_results_of_runs_trained_as_populations_of_on
     assert pop["agents"]["dipole"]["tasks"] == json.loads(json.dumps(solo["agents"]["dipole"]["tasks"]))
 
 
+def test_an_agent_without_omega_sweeps_its_candidates(tmp_path):
+    """IFQL has no greediness knob but picks among K candidates: the bench evaluates its K grid (omega None), the
+    headline being the grid's row at the config's K, and tabulates it as a candidate sweep."""
+    from dipole.bench.runner import run_bench
+
+    summary = run_bench("smoke", ["ifql"], 1, out_dir=str(tmp_path), workers=1, log=lambda *_: 0)
+    r = json.load(open(tmp_path / "runs" / SUITES["smoke"].tasks[0] / "ifql" / "seed0" / "result.json"))
+    assert [(x["omega"], x["num_candidates"], x["selection"]) for x in r["omega_sweep"]] == [
+        (None, 1, None), (None, 2, "argmax")]
+    assert r["headline"] == r["omega_sweep"][1]  # the smoke suite's K 2: evaluated once
+    assert [(x["omega"], x["num_candidates"]) for x in summary["agents"]["ifql"]["omega_sweep"]] == [(None, 1),
+                                                                                                  (None, 2)]
+    md = open(tmp_path / "results.md").read()
+    assert "Candidate sweep for `ifql`" in md and "\n| - | 2 | argmax | " in md
+
+
 def test_report_only_marks_unfinished_runs(tmp_path):
     from dipole.bench.runner import run_bench
 

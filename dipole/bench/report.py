@@ -71,10 +71,11 @@ def markdown_tables(summary: dict) -> str:
         rows = summary["agents"][a]["omega_sweep"]
         if not rows:
             continue
-        lines += ["", f"Omega sweep for `{a}` (category average {unit}, each point its own evaluation; "
+        what = "Omega sweep" if rows[0]["omega"] is not None else "Candidate sweep"  # IFQL: K only
+        lines += ["", f"{what} for `{a}` (category average {unit}, each point its own evaluation; "
                       "not used for the headline):", "", "| omega | K | selection | score |", "|---:|---:|---|---:|"]
-        lines += [f"| {r['omega']:g} | {r['num_candidates']} | {row_selection(r) or '-'} | "
-                  f"{_cell(r['score'], seeds=summary['seeds'])} |" for r in rows]
+        lines += [f"| {'-' if r['omega'] is None else format(r['omega'], 'g')} | {r['num_candidates']} | "
+                  f"{row_selection(r) or '-'} | {_cell(r['score'], seeds=summary['seeds'])} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -99,7 +100,7 @@ def bench_plots(summary: dict, out_dir: str) -> None:
     axes[0].set_title(f"{summary['category']}: headline (fixed omega)")
     axes[0].legend(fontsize=8)
     for a in agents:
-        rows = summary["agents"][a]["omega_sweep"]
+        rows = [r for r in summary["agents"][a]["omega_sweep"] if r["omega"] is not None]  # K-only sweeps: the table
         for k, how in sorted({(r["num_candidates"], row_selection(r) or "") for r in rows}):
             sel = [r for r in rows if r["num_candidates"] == k and (row_selection(r) or "") == how]
             axes[1].errorbar([r["omega"] for r in sel], [r["score"][0] for r in sel],

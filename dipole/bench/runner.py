@@ -278,10 +278,9 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
             # the headline setting is evaluated once: a sweep row with the same (omega, K, selection) is the same run
             head = pop.agents.sampling().fields()
             head_key = (head["omega"], head["num_candidates"], head["selection"])
-            settings = (sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, pop.agents))
-                        if pop.agents.samples_with("omega") else [])
+            settings = swept_settings(suite, pop.agents)
             same = [j for j, (w, k, sel) in enumerate(settings)
-                    if (float(w), int(k), sel if k > 1 else None) == head_key]
+                    if (None if w is None else float(w), int(k), sel if k > 1 else None) == head_key]
             # the headline's setting first, so that a bench stopped during a long sweep has its headline saved (a
             # headline off the sweep's grid is evaluated on its own, before the sweep)
             order = same[:1] + [j for j in range(len(settings)) if j not in same[:1]]
@@ -294,8 +293,8 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                                                      (w, k, sel), log, params, fresh)
                 spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
                 eta = fmt_seconds(spent / len(fresh) * (len(settings) - n - 1)) if fresh else "unknown"
-                log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} (omega {w:g}, "
-                    f"{setting_label(k, row_selection(rows[0]))}"
+                log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} ("
+                    f"{'' if w is None else f'omega {w:g}, '}{setting_label(k, row_selection(rows[0]))}"
                     f"{', the headline' if j in same[:1] else ''}): mean {metric} "
                     f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} "
                     f"elapsed, ETA {eta if n + 1 < len(settings) else fmt_seconds(0)}")
@@ -372,7 +371,8 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
             with open(path) as f:
                 saved = json.load(f)
             if saved.get("key") == key:
-                what = "its config's setting" if setting is None else f"omega {w}, {setting_label(k or 1, sel)}"
+                what = ("its config's setting" if setting is None else
+                        f"{'' if w is None else f'omega {w}, '}{setting_label(k or 1, sel)}")
                 log(f"{agent_name}: {what} was evaluated by an earlier call; its rows are read from {path}")
                 return saved["rows"]
         except (OSError, ValueError):
@@ -382,6 +382,17 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
     if evaluated is not None:
         evaluated.append(setting)
     return rows
+
+
+def swept_settings(suite, agent) -> list[tuple]:
+    """The (omega, K, selection) settings a suite evaluates besides the headline: omega x K x selection for an agent
+    with a greediness knob (DIPOLE, CFGRL); K x selection, omega None, for one that only picks among candidates
+    (IFQL); none for the rest."""
+    if agent.samples_with("omega"):
+        return sweep_settings(suite.sweep_omegas, suite.sweep_candidates, _selections(suite, agent))
+    if agent.samples_with("num_candidates"):
+        return sweep_settings((None,), suite.sweep_candidates, _selections(suite, agent))
+    return []
 
 
 def _selections(suite, agent) -> tuple:
