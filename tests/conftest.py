@@ -20,19 +20,6 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
-# The order in which the two xdist workers take the files (pyproject.toml: --dist loadfile, --no-loadscope-reorder):
-# the longest first (each file's total on 2 cores, measured with --durations=0), so that no long file starts last
-# while the other worker idles; files not listed follow, in their usual order.
-LONGEST_FIRST = ("test_population.py", "test_policy_critic.py", "test_baselines.py", "test_api.py", "test_bench.py",
-                 "test_ray.py", "test_terms.py", "test_cli.py", "test_highway.py", "test_tilt.py", "test_generate.py",
-                 "test_bandit.py", "test_run_folders.py", "test_finetune.py", "test_losses.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
-
-
 def pytest_sessionfinish(session):
     if _OWN_JAX_CACHE:  # only the process that made it
         shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
