@@ -209,10 +209,12 @@ def test_population_cli_train_with_seeds(tmp_path, pointmaze_files, capsys):
     assert "population of 2" in out
 
 
-def test_population_class_checks_sampling_arguments(pop_data, tmp_path):
+def test_population_class_checks_sampling_arguments(pop_data, tmp_path, capsys):
     pop = train_population(str(tmp_path), [Member(TASKS[0], 0)], pop_data[0], "bc",
-                           get_agent("bc")[1]().replace(**TINY), _settings(50), **QUIET)
+                           get_agent("bc")[1]().replace(**TINY), _settings(50, progress=True), **QUIET)
     assert isinstance(pop, Population)
+    bar = capsys.readouterr().err  # the progress bar shows BC's own loss (it has no critic), never a nan
+    assert "bc_loss=" in bar and "nan" not in bar
     with pytest.raises(UsageError, match="no greediness knob"):
         pop.sample_actions(np.zeros((1, 2, pop.agents.obs_dim)), jax.numpy.stack([jax.random.PRNGKey(0)]), omega=1.0)
 

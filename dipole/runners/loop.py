@@ -226,7 +226,10 @@ def run_offline(run_dir, members: list[Member], data: PopulationData, agent_name
                 if val is not None:
                     row.update({f"val/{k}": float(v[i]) for k, v in val.items()})
                 logger.log("metrics", row, tag=None if solo is not None else f"{m.task}/seed{m.seed}")
-            bar.set_postfix(q_loss=f"{np.mean(info.get('q_loss', np.nan)):.3g}", refresh=False)
+            # the critic's loss, or for an agent without a critic (BC) its own loss
+            shown = "q_loss" if "q_loss" in info else next((k for k in sorted(info) if k.endswith("_loss")), None)
+            if shown:
+                bar.set_postfix({shown: f"{np.mean(info[shown]):.3g}"}, refresh=False)
             if evaluate:
                 eval_envs = _evaluate(population, settings, eval_envs, logger, bar, step, solo)
             if save and not settings.progress:  # no bar (a Ray worker, a quiet caller): a line per checkpoint
