@@ -85,3 +85,50 @@ def test_pilot_curves_rank_a_step_only_with_room_and_a_gap(tmp_path):
     assert [r["ranks"] for r in json.load(open(tmp_path / "p.json"))["rows"]] == [False, True]
     with pytest.raises(SystemExit, match="results.json not found"):
         pilot.main([str(tmp_path / "nowhere")])
+
+
+def test_pooled_stats_pool_the_tasks_of_several_bench_folders(tmp_path):
+    """Two made-up bench folders (scene task 1, puzzle task 1), seeds 0-2: the pooled matrix of each entry is its
+    scores per (seed, task) in folder order, seed 2 of BC dropped (its puzzle run did not finish); the statistics
+    are rliable's on exactly those matrices, and a sweep row (DIPOLE at omega 0, K 1) enters as an entry of its own."""
+    import numpy as np
+
+    from dipole.bench.stats import rliable_stats
+
+    pooled = _script("pooled_stats")
+    made = {"scene": ("scene-play-singletask-task1-v0", {"bc": [10, 0, 20], "dipole": [60, 70, 50]},
+                      [80, 90, 100]),
+            "puzzle": ("puzzle-3x3-play-singletask-task1-v0", {"bc": [0, 30, None], "dipole": [40, 20, 30]},
+                       [10, 0, 20])}
+    for name, (task, heads, k1) in made.items():
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / "bench.json", "w") as f:
+            json.dump({"suite.tasks": [task], "suite.source": "ogbench"}, f)
+        for agent, scores in heads.items():
+            for seed, s in enumerate(scores):
+                if s is None:
+                    continue
+                sweep = ([{"omega": 0.0, "num_candidates": 1, "selection": None, "success": k1[seed] / 100},
+                          {"omega": 0.0, "num_candidates": 32, "selection": "argmax", "success": s / 100}]
+                         if agent == "dipole" else None)
+                run = tmp_path / name / "runs" / task / agent / f"seed{seed}"
+                os.makedirs(run)
+                with open(run / "result.json", "w") as f:
+                    json.dump({"seed": seed, "headline": {"success": s / 100}, "omega_sweep": sweep}, f)
+    out = tmp_path / "pooled"
+    pooled.main([str(tmp_path / "scene"), str(tmp_path / "puzzle"), "--agents", "bc,dipole", "--row", "dipole:0:1",
+                 "--out", str(out), "--reps", "200"])
+    want = {"bc": np.array([[10, 0], [0, 30]], float), "dipole": np.array([[60, 40], [70, 20], [50, 30]], float),
+            "dipole[omega=0,K=1]": np.array([[80, 10], [90, 0], [100, 20]], float)}
+    tasks = ["scene-play-singletask-task1-v0", "puzzle-3x3-play-singletask-task1-v0"]
+    expected = rliable_stats(want, tasks, tau=np.linspace(0.0, 100.0, 51), reps=200)
+    got = json.load(open(out / "stats.json"))
+    assert got["seeds"] == {"bc": 2, "dipole": 3, "dipole[omega=0,K=1]": 3}
+    for key in ("runs", "iqm", "mean", "per_task", "improvement", "iqm_difference", "profile"):
+        assert json.loads(json.dumps(expected[key])) == got[key], key
+    assert got["reference"] == "dipole" and got["iqm"]["dipole[omega=0,K=1]"][0] == pytest.approx(50.0)
+    assert "dipole[omega=0,K=1]" in open(out / "stats.md").read() and (out / "stats.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="repeats tasks"):
+        pooled.main([str(tmp_path / "scene"), str(tmp_path / "scene"), "--agents", "bc", "--out", str(out)])
+    with pytest.raises(SystemExit, match="write AGENT:OMEGA:K"):
+        pooled.main([str(tmp_path / "scene"), "--agents", "bc", "--row", "dipole", "--out", str(out)])
