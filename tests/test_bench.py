@@ -23,8 +23,8 @@ def test_smoke_suite_runs_resumes_and_aggregates(smoke_bench, tmp_path, capsys):
     sweep = results["agents"]["dipole"]["omega_sweep"]
     assert [(r["omega"], r["num_candidates"], r["selection"]) for r in sweep] == [
         (0.0, 1, None), (0.0, 2, "argmax"), (0.0, 2, "tilt")]
-    # the headline (omega 0, K 2, argmax: the authors' sampling, DIPOLE's default) is the sweep's own row, evaluated
-    # once
+    # the headline (omega 0, K 2, argmax: the authors' sampling, pinned by the smoke suite) is the sweep's own row,
+    # evaluated once
     assert all(r["headline"] == r["omega_sweep"][1] for r in per_seed)
     # agents without a greediness knob get a headline only, no sweep
     bc = json.load(open(os.path.join(out, "runs", task, "bc", "seed0", "result.json")))

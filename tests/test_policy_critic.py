@@ -213,7 +213,8 @@ def test_form_defaults_and_task_rules_follow_the_critic_form():
     cube = "cube-single-play-singletask-task1-v0"
     policy = build_config("dipole", cube, "small")
     assert (policy.critic, policy.beta, policy.k, policy.discount, policy.omega, policy.num_candidates,
-            policy.selection, policy.shared_actor) == ("policy", 1.0, 0.0, 0.995, 0.0, 32, "argmax", False)
+            policy.selection, policy.shared_actor) == ("policy", 1.0, 0.0, 0.995, 2.0, 32, "tilt", False)  # round 3
+    assert (build_config("dipole", None).omega, build_config("dipole", None).selection) == (0.0, "argmax")  # authors'
     assert build_config("dipole", None).actor_hidden_dims == (512, 512, 512)  # the authors' sizes at `paper`
     iql = build_config("dipole", cube, "small", {"critic": "iql"})
     assert (iql.beta, iql.discount, iql.omega, iql.selection, iql.shared_actor) == (10.0, 0.99, 0.0, "tilt", True)

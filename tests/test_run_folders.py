@@ -340,15 +340,16 @@ def test_a_task_rule_key_that_matches_no_field_is_refused(monkeypatch):
 
 def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit_overrides_win():
     # results/protocol.md, rule 3 on the development suites: DIPOLE omega 0, K 32, tilt (chosen for its iql critic form,
-    # and applied to it alone); CFGRL omega 0, K 1; IFQL K 4
+    # and applied to it alone), round 3's omega 2, K 32, tilt for the authors' form; CFGRL omega 0, K 1; IFQL K 4
     iql = {"critic": "iql"}
     for task in ("pointmaze-medium-navigate-singletask-task1-v0", "cube-double-play-singletask-task2-v0",
                  "scene-play-singletask-task3-v0", "puzzle-3x3-play-singletask-task4-v0"):
         d, c, i = (build_config(a, task, "small", iql if a == "dipole" else None) for a in ("dipole", "cfgrl", "ifql"))
         assert (d.omega, d.num_candidates, d.selection) == (0.0, 32, "tilt")
         assert (c.omega, c.num_candidates, i.num_candidates) == (0.0, 1, 4)
-        p = build_config("dipole", task, "small")  # the authors' form keeps the authors' sampling: cfg 1, K 32, argmax
-        assert (p.omega, p.num_candidates, p.selection) == (0.0, 32, "argmax")
+        p = build_config("dipole", task, "small")  # the authors' form: round 3's choice (omega 2, K 32, tilt)
+        assert (p.omega, p.num_candidates, p.selection) == (2.0, 32, "tilt")
+        assert (p.beta, p.k, p.shared_actor) == (1.0, 0.0, False)  # its training stays at the authors' defaults
     d, c, i = (build_config(a, "highway-fast-v0", "small", iql if a == "dipole" else None)
                for a in ("dipole", "cfgrl", "ifql"))
     assert (d.omega, c.omega, c.num_candidates, i.num_candidates) == (1.0, 2.0, 1, 32)  # the configs' defaults

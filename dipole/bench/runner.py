@@ -294,7 +294,7 @@ def _run_population(suite, agent_name, members, out_dir, train_file, log, overri
                 spent, metric = time.time() - t0, "success" if rows[0]["success"] is not None else "return"
                 eta = fmt_seconds(spent / len(fresh) * (len(settings) - n - 1)) if fresh else "unknown"
                 log(f"{agent_name}: evaluated setting {n + 1}/{len(settings)} ("
-                    f"{'' if w is None else f'omega {w:g}, '}{setting_label(k, row_selection(rows[0]))}"
+                    f"{setting_label(k, row_selection(rows[0]), w)}"
                     f"{', the headline' if j in same[:1] else ''}): mean {metric} "
                     f"{np.mean([r[metric] for r in rows]):.3g} over {len(group)} members; {fmt_seconds(spent)} "
                     f"elapsed, ETA {eta if n + 1 < len(settings) else fmt_seconds(0)}")
@@ -372,7 +372,7 @@ def saved_evaluation(pop, pop_dir, agent_name, config, envs, episodes, setting, 
                 saved = json.load(f)
             if saved.get("key") == key:
                 what = ("its config's setting" if setting is None else
-                        f"{'' if w is None else f'omega {w}, '}{setting_label(k or 1, sel)}")
+                        setting_label(k or 1, sel, w))
                 log(f"{agent_name}: {what} was evaluated by an earlier call; its rows are read from {path}")
                 return saved["rows"]
         except (OSError, ValueError):

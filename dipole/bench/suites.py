@@ -107,7 +107,9 @@ SUITES = {
     # For tests and smoke runs: one task, a handful of updates.
     "smoke": Suite("smoke", "pointmaze-medium-navigate-v0", ("pointmaze-medium-navigate-singletask-task1-v0",),
                    episodes=2, steps=200, preset="tiny", eval_episodes=1,
-                   overrides={"flow_steps": 3, "num_candidates": 2},  # the headline is then one of the sweep's rows
+                   # DIPOLE's headline pinned to the authors' sampling (omega 0, argmax; K 2 here), one of the sweep's
+                   # rows, rather than its OGBench headline (omega 2, tilt), which the smoke sweep does not hold
+                   overrides={"flow_steps": 3, "num_candidates": 2, "omega": 0.0, "selection": "argmax"},
                    sweep_omegas=(0.0,), sweep_candidates=(1, 2), log_every=100, role="development", stats_reps=200),
 }
 

@@ -355,11 +355,12 @@ def row_selection(row: dict) -> str | None:
     return row.get("selection") or "argmax"
 
 
-def setting_label(k: int, selection: str | None) -> str:
-    """How a (K, selection) curve is named in tables and plots."""
+def setting_label(k: int, selection: str | None, omega: float | None = None) -> str:
+    """How a (K, selection) curve is named in tables and plots; with omega, how one setting is named in logs."""
+    prefix = "" if omega is None else f"omega {omega:g}, "
     if k <= 1:
-        return "K=1 (no selection)"
-    return f"K={k}, {selection}" + (" (rejection sampling)" if selection == "argmax" else " (tilt resampling)")
+        return prefix + "K=1 (no selection)"
+    return prefix + f"K={k}, {selection}" + (" (rejection sampling)" if selection == "argmax" else " (tilt resampling)")
 
 
 def sweep_settings(omegas, candidates, selections=("argmax",)) -> list[tuple]:
