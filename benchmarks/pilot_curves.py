@@ -75,6 +75,7 @@ def figure(summaries: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     columns = [(s, t) for s in summaries for t in next(iter(s["agents"].values()))["tasks"]]
@@ -85,7 +86,7 @@ def figure(summaries: list[dict], path: str) -> None:
                              squeeze=False)
     for r, metric in enumerate(metrics):
         for c, (summary, task) in enumerate(columns):
-            ax = axes[r][c]
+            ax, drawn = axes[r][c], 0
             for i, name in enumerate(agents):
                 cur = summary["agents"].get(name, {}).get("curves", {}).get(metric)
                 cells = cur and cur["tasks"].get(task)
@@ -97,14 +98,20 @@ def figure(summaries: list[dict], path: str) -> None:
                 m, s = np.array([p[1][0] for p in pts]), np.array([p[1][1] for p in pts])
                 ax.plot(x, m, marker="o", ms=3, color=f"C{i}", label=name)
                 ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.15)
+                drawn += 1
+            if not drawn:  # e.g. subgoal progress of a navigation task, which has no subgoals
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, f"no {metric} reported", ha="center", va="center", fontsize=8, color="0.4",
+                        transform=ax.transAxes)
+                continue
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
             if metric == "success":
                 ax.axhspan(*RANGE, color="0.9", zorder=0)
             ax.set_ylim(-3, 103)
             ax.set_title(f"{summary['category'].split('-v0')[0]} {task.split('-singletask-')[-1].removesuffix('-v0')}",
                          fontsize=8)
             ax.set_xlabel("updates", fontsize=8)
-            if c == 0:
-                ax.set_ylabel({"success": "success (%)", "progress": "subgoal progress (%)"}[metric])
+            ax.set_ylabel({"success": "success (%)", "progress": "subgoal progress (%)"}[metric], fontsize=8)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"mean ± std over seeds; {summaries[0]['eval_episodes']} episodes per (task, seed, point); "
                  f"shaded: {RANGE[0]:g}-{RANGE[1]:g} %", fontsize=8)
