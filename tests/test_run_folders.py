@@ -350,6 +350,11 @@ def test_the_protocols_frozen_headlines_apply_to_ogbench_tasks_only_and_explicit
         p = build_config("dipole", task, "small")  # the authors' form: round 3's choice (omega 2, K 32, tilt)
         assert (p.omega, p.num_candidates, p.selection) == (2.0, 32, "tilt")
         assert (p.beta, p.k, p.shared_actor) == (1.0, 0.0, False)  # its training stays at the authors' defaults
+        a = build_config("dipole", task, "small", {"omega": 0.0, "selection": "argmax"})  # the authors' sampling
+        assert (a.omega, a.num_candidates, a.selection) == (0.0, 32, "argmax")
+    for task in ("highway-fast-v0", "antmaze-large-navigate-singletask-task1-v0"):  # outside the four categories
+        p = build_config("dipole", task, "small")
+        assert (p.omega, p.num_candidates, p.selection) == (0.0, 32, "argmax")
     d, c, i = (build_config(a, "highway-fast-v0", "small", iql if a == "dipole" else None)
                for a in ("dipole", "cfgrl", "ifql"))
     assert (d.omega, c.omega, c.num_candidates, i.num_candidates) == (1.0, 2.0, 1, 32)  # the configs' defaults

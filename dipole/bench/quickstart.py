@@ -1,7 +1,7 @@
 """The main job on a built-in default: a small pointmaze dataset, DIPOLE with small networks, an omega sweep.
 
 Generates OGBench `pointmaze-medium-navigate` data with OGBench's protocol, trains DIPOLE, evaluates it at several
-greediness values with and without rejection sampling, and writes a table, plots, a summary and checkpoints.
+greediness values with 1 and 32 candidates (argmax and tilt), and writes a table, plots, a summary and checkpoints.
 """
 
 from __future__ import annotations

@@ -101,13 +101,14 @@ SUITES = {
     # Round 3's test suites (results/protocol.md, rules 3, 4 and 7), one per family with a task that ranks in the
     # pilot (results/pilot.md), each at the smallest evaluated budget at which it ranks (scene task 1 and puzzle-3x3
     # task 1: 10k updates), the pilot's data, networks and learning rate, seeds 100-103, 50 episodes per setting,
-    # the development suite's knob grid as the sweep. Run once, after the freeze, with every agent:
+    # the sweep omega {0, 2} x K {1, 32} (argmax and tilt; it holds DIPOLE's headline, the authors' sampling, K 1 at
+    # the headline's omega: "w/o rs", and pi+ alone). Run once, after the freeze, with every agent:
     # `dipole bench --suite test-FAMILY --agents bc,iql,ifql,fql,cfgrl,dipole --seeds 4`; pooled by
     # benchmarks/pooled_stats.py. cube-double enters only if its pilot ranks.
     **{
         f"test-{fam}": Suite(f"test-{fam}", dataset, (f"{dataset.removesuffix('-v0')}-singletask-task1-v0",),
                              episodes=1000, steps=10_000, preset="small", eval_episodes=50, overrides={"lr": 1e-3},
-                             sweep_omegas=(0.0, 1.0, 2.0), sweep_candidates=(1, 4, 32), role="test", first_seed=100)
+                             sweep_omegas=(0.0, 2.0), sweep_candidates=(1, 32), role="test", first_seed=100)
         for fam, dataset in (("scene", "scene-play-v0"), ("puzzle-3x3", "puzzle-3x3-play-v0"))
     },
     # Driving (highway-env, scripted drivers' data): one dataset, its tasks are reward weightings of the same data
