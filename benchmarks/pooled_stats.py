@@ -7,8 +7,9 @@ writes for one folder: IQM and mean with 95 % stratified bootstrap intervals, pe
 the reference agent (DIPOLE where present) improves on each other agent, performance profiles (`rliable`).
 
 Besides each agent's headline, a row of an agent's sweep can enter as an agent of its own with `--row`, e.g.
-`--row dipole:2:1` (DIPOLE at omega 2, K 1: "w/o rs" at its OGBench headline's omega) or `--row dipole:0:32:argmax`; `-` for an agent without
-omega (`--row ifql:-:32`). A seed enters an agent's matrix only when every pooled task has it.
+`--row dipole:2:1` (DIPOLE at omega 2, K 1: "w/o rs" at its OGBench headline's omega) or `--row dipole:0:32:argmax`;
+`-` for an agent without omega (`--row ifql:-:32`). A seed enters an agent's matrix only when every pooled task has
+it.
 
     python benchmarks/pooled_stats.py runs/bench/test-scene runs/bench/test-puzzle-3x3 --agents bc,iql,ifql,dipole \
         --row dipole:2:1 --out results/round3-test
