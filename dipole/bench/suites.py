@@ -46,9 +46,9 @@ class Suite:
         return "success" if self.source == "ogbench" else "return"
 
 
-def _tasks(dataset: str) -> tuple:
+def _tasks(dataset: str, ids=range(1, 6)) -> tuple:
     base = dataset.removesuffix("-v0")
-    return tuple(f"{base}-singletask-task{i}-v0" for i in range(1, 6))
+    return tuple(f"{base}-singletask-task{i}-v0" for i in ids)
 
 
 SUITES = {
@@ -79,9 +79,8 @@ SUITES = {
     # that came off the floor in the mini suites, the headline evaluated every 10k updates with 20 episodes (and
     # subgoal progress on manipulation tasks), plus K 1 at omega 0 at the end. Run with --agents bc,iql,ifql,dipole.
     **{
-        f"pilot-{cat}": Suite(f"pilot-{cat}", dataset, tuple(f"{dataset.removesuffix('-v0')}-singletask-task{i}-v0"
-                                                         for i in tasks),
-                              episodes=1000, steps=steps, preset="small", eval_episodes=20, overrides={"lr": 1e-3},
+        f"pilot-{cat}": Suite(f"pilot-{cat}", dataset, _tasks(dataset, tasks), episodes=1000, steps=steps,
+                              preset="small", eval_episodes=20, overrides={"lr": 1e-3},
                               sweep_omegas=(0.0,), sweep_candidates=(1,), eval_every=10_000, role="pilot")
         for cat, dataset, tasks, steps in (("cube-single", "cube-single-play-v0", (1, 2, 3, 4), 50_000),
                                            ("pointmaze", "pointmaze-medium-navigate-v0", (1, 3), 50_000),
@@ -106,7 +105,7 @@ SUITES = {
     # `dipole bench --suite test-FAMILY --agents bc,iql,ifql,fql,cfgrl,dipole --seeds 4`; pooled by
     # benchmarks/pooled_stats.py. cube-double enters only if its pilot ranks.
     **{
-        f"test-{fam}": Suite(f"test-{fam}", dataset, (f"{dataset.removesuffix('-v0')}-singletask-task1-v0",),
+        f"test-{fam}": Suite(f"test-{fam}", dataset, _tasks(dataset, (1,)),
                              episodes=1000, steps=10_000, preset="small", eval_episodes=50, overrides={"lr": 1e-3},
                              sweep_omegas=(0.0, 2.0), sweep_candidates=(1, 32), role="test", first_seed=100)
         for fam, dataset in (("scene", "scene-play-v0"), ("puzzle-3x3", "puzzle-3x3-play-v0"))
